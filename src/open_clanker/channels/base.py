@@ -1,0 +1,101 @@
+"""What a chat platform adapter offers the pipeline, and how it reports its health."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from open_clanker.core.types import ChannelType, Inbound
+from open_clanker.storage.outbox import OutboxItem
+
+# How an adapter hands a platform event to the pipeline. It returns once the message is
+# accepted for processing (not when it is answered), so adapters never block on the model.
+Submit = Callable[[Inbound], Awaitable[None]]
+
+
+class ChannelState(enum.StrEnum):
+    STARTING = "starting"
+    CONNECTED = "connected"
+    DEGRADED = "degraded"
+    STOPPED = "stopped"
+
+
+@dataclass
+class ChannelHealth:
+    """Mutable health an adapter keeps up to date; `/ready` and `/api/v1/status` read it."""
+
+    state: ChannelState = ChannelState.STARTING
+    last_contact: float | None = None
+    detail: str = ""
+
+    def contact(self) -> None:
+        self.last_contact = time.time()
+        if self.state is not ChannelState.CONNECTED:
+            self.state = ChannelState.CONNECTED
+            self.detail = ""
+
+    def degrade(self, detail: str) -> None:
+        self.state = ChannelState.DEGRADED
+        self.detail = detail
+
+    def as_json(self, stall_after_s: float = 60.0) -> dict[str, object]:
+        state = self.state
+        detail = self.detail
+        # A channel that has been silent too long is degraded whatever it last said.
+        if (
+            state is ChannelState.CONNECTED
+            and self.last_contact is not None
+            and time.time() - self.last_contact > stall_after_s
+        ):
+            state, detail = ChannelState.DEGRADED, "no contact with the platform for over a minute"
+        last = (
+            datetime.fromtimestamp(self.last_contact, UTC).isoformat()
+            if self.last_contact is not None
+            else None
+        )
+        return {"state": state.value, "last_contact": last, "detail": detail}
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A platform adapter. `send` raises `ChannelError` (retryable or not) on failure."""
+
+    type: ChannelType
+    health: ChannelHealth
+
+    def split(self, text: str) -> list[str]:
+        """Cut a reply into parts the platform accepts, in order."""
+        ...
+
+    async def send(self, item: OutboxItem) -> None: ...
+
+    async def start(self, submit: Submit) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsTyping(Protocol):
+    """Optional: show "typing…" in a chat while the model works."""
+
+    async def typing(self, chat_id: str, thread_id: str | None) -> None: ...
+
+
+@dataclass
+class Channels:
+    """The enabled push channels by type (web chat and API answer in their own response)."""
+
+    by_type: dict[ChannelType, Channel]
+
+    def get(self, channel: ChannelType | str) -> Channel | None:
+        try:
+            return self.by_type.get(ChannelType(channel))
+        except ValueError:
+            return None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.by_type.values())

@@ -1,0 +1,77 @@
+"""The whole configuration as typed sections (SPEC §4.1). Every key has a default."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from open_clanker.agent.config import AgentConfig
+from open_clanker.channels.discord.config import DiscordConfig
+from open_clanker.channels.telegram.config import TelegramConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TLSConfig(_Section):
+    cert_path: str = ""
+    key_path: str = ""
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(18789, ge=0, le=65535)
+    auth_tokens: list[SecretStr] = []
+    allowed_hosts: list[str] = []
+    trusted_proxies: list[str] = []
+    cors_origins: list[str] = []
+    max_message_chars: int = Field(16000, ge=1, le=1_000_000)
+    max_ws_connections: int = Field(10000, ge=1)
+    tls: TLSConfig | None = None
+
+
+class StorageConfig(_Section):
+    url: str = ""  # empty: sqlite in the data dir
+
+
+class BusConfig(_Section):
+    url: str = "memory://"
+
+
+class AccessConfig(_Section):
+    dm_policy: Literal["pairing", "allowlist", "open"] = "pairing"
+    allow: list[str] = []
+
+
+class LimitsConfig(_Section):
+    messages_per_minute: int = Field(20, ge=1)
+    recovery_max_age_s: float = Field(3600, ge=0)
+
+
+class WebchatConfig(_Section):
+    enabled: bool = True
+
+
+class ChannelsConfig(_Section):
+    webchat: WebchatConfig = WebchatConfig()
+    telegram: TelegramConfig | None = None
+    discord: DiscordConfig | None = None
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["pretty", "json"] = "pretty"
+    file: str = ""
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    bus: BusConfig = BusConfig()
+    agent: AgentConfig = AgentConfig()
+    access: AccessConfig = AccessConfig()
+    limits: LimitsConfig = LimitsConfig()
+    channels: ChannelsConfig = ChannelsConfig()
+    logging: LoggingConfig = LoggingConfig()

@@ -1,0 +1,110 @@
+"""One exception root; each subclass carries the fields its handler needs (SPEC §5 codes)."""
+
+from __future__ import annotations
+
+
+class ClankerError(Exception):
+    """Base of every error we raise on purpose. `str()` is one calm user-facing sentence."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(ClankerError):
+    code = "config_error"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class InputError(ClankerError):
+    code = "invalid_input"
+    status = 422
+
+
+class InvalidJSONError(InputError):
+    code = "invalid_json"
+    status = 400
+
+
+class MessageTooLongError(InputError):
+    code = "message_too_long"
+    status = 413
+
+
+class NotFoundError(ClankerError):
+    code = "not_found"
+    status = 404
+
+
+class AuthError(ClankerError):
+    code = "unauthorized"
+    status = 401
+
+
+class RateLimitError(ClankerError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderError(ClankerError):
+    """A model provider failed. `retryable` decides retries; `auth` marks a config problem."""
+
+    code = "provider_error"
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        provider: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status_code: int | None = None,
+        auth: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status_code = status_code
+        self.auth = auth
+
+
+class ChannelError(ClankerError):
+    """A platform refused or failed a delivery; `retryable` decides whether the outbox retries."""
+
+    code = "channel_error"
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        channel: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class StorageError(ClankerError):
+    code = "storage_error"
+    status = 503
+
+
+class NotReadyError(ClankerError):
+    code = "not_ready"
+    status = 503

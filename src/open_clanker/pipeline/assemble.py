@@ -1,0 +1,66 @@
+"""The one place the pipeline is put together, top to bottom (SPEC §2's order)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from open_clanker.agent.chain import ProviderChain
+from open_clanker.channels.base import Channels
+from open_clanker.config.model import Config
+from open_clanker.pipeline.access import PairingDesk, StaticAllowList
+from open_clanker.pipeline.bus import EventBus
+from open_clanker.pipeline.pipeline import Pipeline
+from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.stages import (
+    AccessCheck,
+    Dedupe,
+    Limits,
+    ModelCall,
+    SessionStage,
+    StatusFacts,
+    StoreInbound,
+)
+from open_clanker.storage.store import Store
+
+
+def static_allow_entries(config: Config) -> list[str]:
+    entries = list(config.access.allow)
+    if config.channels.telegram is not None:
+        entries += [f"telegram:{c}" for c in config.channels.telegram.allowed_chats]
+    if config.channels.discord is not None:
+        entries += [f"discord:{c}" for c in config.channels.discord.allowed_channels]
+    return entries
+
+
+def build_pipeline(
+    config: Config,
+    store: Store,
+    bus: EventBus,
+    chain: ProviderChain,
+    channels: Channels,
+    wake_outbox: Callable[[], None],
+    bot_username: Callable[[str], str | None] = lambda _channel: None,
+) -> Pipeline:
+    def status() -> StatusFacts:
+        return StatusFacts(chain.primary.name, chain.primary.model)
+
+    stages = [
+        Dedupe(store),
+        AccessCheck(
+            config.access.dm_policy,
+            StaticAllowList(static_allow_entries(config)),
+            store,
+            PairingDesk(store.access),
+        ),
+        Limits(RateLimiter(config.limits.messages_per_minute), config.server.max_message_chars),
+        StoreInbound(store, bus, bot_username),
+        SessionStage(store, config.agent.history_messages, status, bot_username),
+        ModelCall(
+            chain,
+            channels,
+            config.agent.system_prompt,
+            config.agent.max_tokens,
+            config.agent.stream,
+        ),
+    ]
+    return Pipeline(stages, store, bus, channels, wake_outbox, config.limits.recovery_max_age_s)

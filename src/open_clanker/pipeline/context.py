@@ -1,0 +1,63 @@
+"""The object one message carries through the stages, and how a stage ends its journey."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from open_clanker.core.errors import ClankerError
+from open_clanker.core.types import AgentResponse, Inbound, Message
+
+
+class ReplySink(Protocol):
+    """Where streamed text goes as it arrives (web chat, WebSocket, SSE)."""
+
+    async def delta(self, text: str) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
+class Ending(enum.StrEnum):
+    DUPLICATE = "duplicate"  # seen before: nothing happens
+    IGNORED = "ignored"  # not for us (group without mention, stranger under allowlist)
+    PAIRING = "pairing"  # a stranger got (or had) a pairing code
+    REFUSED = "refused"  # too long or too fast; `error` says which
+    COMMAND = "command"  # a slash command answered without the model
+    ANSWERED = "answered"
+    FAILED = "failed"  # every provider failed; the user got a short error reply
+    EXPIRED = "expired"  # pending too long before a restart
+
+
+@dataclass
+class Turn:
+    inbound: Inbound
+    sink: ReplySink | None = None
+    recovered: bool = False
+    ending: Ending | None = None
+    error: ClankerError | None = None
+    history: list[Message] = field(default_factory=list)
+    response: AgentResponse | None = None
+    reply: Message | None = None
+    notice: str | None = None  # a short reply that is not a model answer (refusals, codes)
+
+    @property
+    def message(self) -> Message:
+        return self.inbound.message
+
+    def end(self, ending: Ending, **fields: Any) -> None:
+        self.ending = ending
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def context_json(self) -> dict[str, Any]:
+        """What recovery needs to finish this message after a restart."""
+        i = self.inbound
+        return {
+            "platform_id": i.platform_id,
+            "is_direct": i.is_direct,
+            "addressed": i.addressed,
+            "reply_target": i.reply_target,
+            "thread_id": i.thread_id,
+            "request_id": i.request_id,
+        }

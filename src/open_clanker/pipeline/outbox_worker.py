@@ -1,0 +1,109 @@
+"""Delivers queued reply parts through their channels, in order per chat, retrying failures.
+
+It sleeps on an event until new work arrives or the next retry is due; it never polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import structlog
+
+from open_clanker.channels.base import Channels
+from open_clanker.core.errors import ChannelError
+from open_clanker.storage.outbox import OutboxItem
+from open_clanker.storage.store import Store
+
+log = structlog.get_logger("open_clanker.outbox")
+
+MAX_ATTEMPTS = 12
+MAX_DELAY_S = 300.0
+CHANNEL_MISSING_DELAY_S = 30.0
+
+
+def retry_delay(attempts: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(max(retry_after, 0.5), MAX_DELAY_S)
+    return min(1.0 * 2**attempts, MAX_DELAY_S) * (0.75 + random.random() / 2)
+
+
+class OutboxWorker:
+    def __init__(self, store: Store, channels: Channels) -> None:
+        self._store = store
+        self._channels = channels
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            next_due = await self.deliver_due()
+            timeout = None if next_due is None else max(next_due - time.time(), 0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def deliver_due(self) -> float | None:
+        """Deliver every chat's due head part; returns when the next not-yet-due one is."""
+        while True:
+            heads = await self._store.outbox.heads()
+            now = time.time()
+            due = [h for h in heads if h.next_attempt_at <= now]
+            if not due:
+                return min((h.next_attempt_at for h in heads), default=None)
+            await asyncio.gather(*(self._deliver(item) for item in due))
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        channel = self._channels.get(item.channel)
+        if channel is None:
+            await self._store.outbox.mark_retry(
+                item.seq, CHANNEL_MISSING_DELAY_S, f"channel {item.channel} is not running"
+            )
+            return
+        try:
+            await channel.send(item)
+        except ChannelError as exc:
+            await self._failed(item, exc)
+            return
+        except Exception as exc:  # an adapter bug must not kill the worker and strand replies
+            log.exception("delivery_crashed", seq=item.seq)
+            await self._failed(item, ChannelError(repr(exc), item.channel))
+            return
+        await self._store.outbox.mark_sent(item.seq)
+        log.info(
+            "reply_delivered",
+            channel=item.channel,
+            chat=item.channel_id,
+            part=item.part + 1,
+            parts=item.parts,
+        )
+
+    async def _failed(self, item: OutboxItem, exc: ChannelError) -> None:
+        if not exc.retryable or item.attempts + 1 >= MAX_ATTEMPTS:
+            await self._store.outbox.mark_dead(item.seq, exc.message)
+            log.error("delivery_failed", seq=item.seq, chat=item.channel_id, error=exc.message)
+            return
+        delay = retry_delay(item.attempts, exc.retry_after)
+        await self._store.outbox.mark_retry(item.seq, delay, exc.message)
+        log.warning(
+            "delivery_retry",
+            seq=item.seq,
+            chat=item.channel_id,
+            delay_s=round(delay, 2),
+            error=exc.message,
+        )

@@ -1,0 +1,281 @@
+"""The pipeline's stages (SPEC §2), each a small callable `await stage(turn)`.
+
+A stage either enriches the turn or ends it (`turn.end(...)`); the pipeline stops at the first
+ending. Stages get their collaborators through their constructors and never reach for globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from open_clanker.agent.base import ProviderRequest, StreamDone, StreamReset, TextDelta
+from open_clanker.agent.chain import ProviderChain
+from open_clanker.channels.base import Channels, SupportsTyping
+from open_clanker.core.errors import MessageTooLongError, ProviderError, RateLimitError
+from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
+from open_clanker.pipeline.access import (
+    Access,
+    AccessFacts,
+    PairingDesk,
+    StaticAllowList,
+    decide_access,
+    pairing_text,
+)
+from open_clanker.pipeline.bus import EventBus
+from open_clanker.pipeline.commands import HELP_TEXT, NEW_TEXT, Command, parse_command
+from open_clanker.pipeline.context import Ending, Turn
+from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.storage.messages import Status
+from open_clanker.storage.store import Store
+
+log = structlog.get_logger("open_clanker.pipeline")
+
+TYPING_REFRESH_S = 4.0
+PROVIDER_FAILED_TEXT = (
+    "Sorry, I could not reach the AI model just now. Please try again in a moment."
+)
+
+
+class Stage(Protocol):
+    async def __call__(self, turn: Turn) -> None: ...
+
+
+class Dedupe:
+    """Step 2: a platform message seen before is processed once (the claim is atomic later)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __call__(self, turn: Turn) -> None:
+        pid = turn.inbound.platform_id
+        if pid is not None and await self._store.messages.seen(turn.message.channel_type, pid):
+            log.info("duplicate_dropped", platform_id=pid)
+            turn.end(Ending.DUPLICATE)
+
+
+class AccessCheck:
+    """Step 3: allowlist / pairing / open, and groups only when addressed."""
+
+    def __init__(
+        self, policy: str, allow: StaticAllowList, store: Store, desk: PairingDesk
+    ) -> None:
+        self._policy = policy
+        self._allow = allow
+        self._store = store
+        self._desk = desk
+
+    async def __call__(self, turn: Turn) -> None:
+        msg, inbound = turn.message, turn.inbound
+        channel = msg.channel_type.value
+        sender_allowed = f"{channel}:{msg.sender}" in self._allow
+        chat_allowed = f"{channel}:{msg.channel_id}" in self._allow
+        if not sender_allowed and not chat_allowed and self._policy != "open":
+            sender_allowed = await self._store.access.is_allowed(channel, msg.sender)
+        facts = AccessFacts(
+            msg.channel_type, inbound.is_direct, inbound.addressed, sender_allowed, chat_allowed
+        )
+        decision = decide_access(self._policy, facts)
+        if decision is Access.ALLOW:
+            return
+        if decision is Access.IGNORE:
+            log.info("message_ignored", sender=msg.sender, direct=inbound.is_direct)
+            turn.end(Ending.IGNORED)
+            return
+        code = await self._desk.code_for(msg.channel_type, msg.sender, msg.channel_id)
+        log.info("pairing_requested", sender=msg.sender, code_sent=code is not None)
+        turn.end(Ending.PAIRING, notice=pairing_text(code) if code else None)
+
+
+class Limits:
+    """Step 4: maximum size and per-sender rate; one refusal notice per window."""
+
+    def __init__(self, limiter: RateLimiter, max_chars: int) -> None:
+        self._limiter = limiter
+        self._max_chars = max_chars
+
+    async def __call__(self, turn: Turn) -> None:
+        msg = turn.message
+        if len(msg.text) > self._max_chars:
+            error = MessageTooLongError(
+                f"Your message is {len(msg.text)} characters long; the limit is "
+                f"{self._max_chars}. Please send something shorter."
+            )
+            turn.end(Ending.REFUSED, error=error, notice=error.message)
+            return
+        # The API's rate limit counts per session; chat platforms count per sender.
+        key = (
+            f"session:{msg.session}"
+            if msg.channel_type.value == "api"
+            else (f"{msg.channel_type.value}:{msg.sender}")
+        )
+        decision = self._limiter.check(key)
+        if not decision.allowed:
+            error = RateLimitError(
+                "You are sending messages faster than I can answer. "
+                f"Please wait {decision.retry_after:.0f} seconds.",
+                retry_after=decision.retry_after,
+            )
+            log.info("rate_limited", key=key, retry_after=round(decision.retry_after, 1))
+            turn.end(Ending.REFUSED, error=error, notice=error.message if decision.notify else None)
+
+
+class StoreInbound:
+    """Step 5: the message is stored (and its platform id claimed) before any model call."""
+
+    def __init__(
+        self, store: Store, bus: EventBus, bot_username: Callable[[str], str | None]
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._bot_username = bot_username
+
+    async def __call__(self, turn: Turn) -> None:
+        if turn.recovered:
+            return
+        msg = turn.message
+        is_command = parse_command(msg.text, self._bot_username(msg.channel_type.value)) is not None
+        status = Status.COMMAND if is_command else Status.PENDING
+        accepted = await self._store.messages.accept(
+            msg, turn.inbound.platform_id, turn.context_json(), status
+        )
+        if not accepted:
+            log.info("duplicate_dropped", platform_id=turn.inbound.platform_id, race=True)
+            turn.end(Ending.DUPLICATE)
+            return
+        log.info("message_accepted", session=msg.session, chars=len(msg.text))
+        await self._bus.publish(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusFacts:
+    provider: str
+    model: str
+
+
+class SessionStage:
+    """Step 6: slash commands, then the session's history trimmed to the budget."""
+
+    def __init__(
+        self,
+        store: Store,
+        history_messages: int,
+        status: Callable[[], StatusFacts],
+        bot_username: Callable[[str], str | None],
+    ) -> None:
+        self._store = store
+        self._history_messages = history_messages
+        self._status = status
+        self._bot_username = bot_username
+
+    async def __call__(self, turn: Turn) -> None:
+        msg = turn.message
+        command = parse_command(msg.text, self._bot_username(msg.channel_type.value))
+        if command is not None:
+            turn.end(Ending.COMMAND, notice=await self._answer(command, turn))
+            return
+        turn.history = await self._store.messages.history(msg.session, self._history_messages)
+        if not any(m.id == msg.id for m in turn.history):
+            turn.history.append(msg)  # a restart race: make sure the question itself is there
+
+    async def _answer(self, command: Command, turn: Turn) -> str:
+        if command is Command.NEW:
+            await self._store.messages.reset_session(turn.message.session)
+            return NEW_TEXT
+        if command is Command.STATUS:
+            facts = self._status()
+            history = await self._store.messages.history(turn.message.session, 10_000)
+            return (
+                f"Model: {facts.provider} / {facts.model}. "
+                f"This conversation has {len(history)} messages "
+                f"(the newest {self._history_messages} are sent as context)."
+            )
+        return HELP_TEXT
+
+
+class ModelCall:
+    """Step 7: the provider chain (retries, fallbacks), streamed to the sink when there is one."""
+
+    def __init__(
+        self,
+        chain: ProviderChain,
+        channels: Channels,
+        system_prompt: str,
+        max_tokens: int,
+        stream: bool,
+    ) -> None:
+        self._chain = chain
+        self._channels = channels
+        self._system_prompt = system_prompt
+        self._max_tokens = max_tokens
+        self._stream = stream
+
+    async def __call__(self, turn: Turn) -> None:
+        request = ProviderRequest(
+            system_prompt=self._system_prompt,
+            turns=tuple(ChatTurn(m.role, m.text, m.metadata.attachments) for m in turn.history),
+            max_tokens=self._max_tokens,
+        )
+        started = time.perf_counter()
+        typing = self._start_typing(turn)
+        try:
+            if turn.sink is not None and self._stream:
+                response = await self._streamed(request, turn)
+            else:
+                response = await self._chain.complete(request)
+        except ProviderError as exc:
+            log.warning(
+                "provider_failed", provider=exc.provider, status=exc.status_code, error=exc.message
+            )
+            turn.end(Ending.FAILED, error=exc, notice=PROVIDER_FAILED_TEXT)
+            return
+        finally:
+            if typing is not None:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await typing
+        latency = (time.perf_counter() - started) * 1000
+        turn.response = response.model_copy(update={"latency_ms": round(latency, 3)})
+
+    async def _streamed(self, request: ProviderRequest, turn: Turn) -> AgentResponse:
+        assert turn.sink is not None
+        async for event in self._chain.stream(request):
+            if isinstance(event, TextDelta):
+                await turn.sink.delta(event.text)
+            elif isinstance(event, StreamReset):
+                await turn.sink.reset()
+            elif isinstance(event, StreamDone):
+                return event.response
+        raise ProviderError("The model's stream ended without an answer.", self._chain.primary.name)
+
+    def _start_typing(self, turn: Turn) -> asyncio.Task[None] | None:
+        channel = self._channels.get(turn.message.channel_type)
+        if turn.sink is not None or not isinstance(channel, SupportsTyping):
+            return None
+        chat_id, thread_id = turn.message.channel_id, turn.inbound.thread_id
+
+        async def keep_typing() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # typing is cosmetic; never fail a reply
+                    await channel.typing(chat_id, thread_id)
+                await asyncio.sleep(TYPING_REFRESH_S)
+
+        return asyncio.create_task(keep_typing())
+
+
+def reply_message(turn: Turn, text: str) -> Message:
+    msg = turn.message
+    return Message(
+        channel_type=msg.channel_type,
+        channel_id=msg.channel_id,
+        sender="assistant",
+        role=Role.ASSISTANT,
+        text=text,
+        session=msg.session,
+    )

@@ -1,0 +1,138 @@
+"""Who may talk: allowed senders and pairing codes (SPEC §4.4)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from open_clanker.storage.dialect import insert_ignore
+from open_clanker.storage.schema import allowed_senders, pairing_codes
+
+
+@dataclass(frozen=True, slots=True)
+class PairingCode:
+    code: str
+    channel: str
+    sender: str
+    chat_id: str
+    created_at: float
+    expires_at: float
+    last_sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedSender:
+    channel: str
+    sender: str
+    added_at: float
+    via: str
+
+
+class AccessStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    async def is_allowed(self, channel: str, sender: str) -> bool:
+        stmt = sa.select(allowed_senders.c.sender).where(
+            allowed_senders.c.channel == channel, allowed_senders.c.sender == sender
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def allow(self, channel: str, sender: str, via: str) -> None:
+        values = {"channel": channel, "sender": sender, "added_at": time.time(), "via": via}
+        async with self._engine.begin() as conn:
+            await conn.execute(insert_ignore(self._dialect, allowed_senders, values))
+
+    async def revoke(self, channel: str, sender: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                allowed_senders.delete().where(
+                    allowed_senders.c.channel == channel, allowed_senders.c.sender == sender
+                )
+            )
+            codes = await conn.execute(
+                pairing_codes.delete().where(
+                    pairing_codes.c.channel == channel, pairing_codes.c.sender == sender
+                )
+            )
+        return bool(result.rowcount or codes.rowcount)
+
+    async def allowed(self) -> list[AllowedSender]:
+        stmt = sa.select(allowed_senders).order_by(allowed_senders.c.added_at)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [AllowedSender(r.channel, r.sender, r.added_at, r.via) for r in rows]
+
+    async def pending_codes(self, now: float, channel: str | None = None) -> list[PairingCode]:
+        stmt = sa.select(pairing_codes).where(
+            pairing_codes.c.status == "pending", pairing_codes.c.expires_at > now
+        )
+        if channel is not None:
+            stmt = stmt.where(pairing_codes.c.channel == channel)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(pairing_codes.c.created_at))).all()
+        return [_code(r) for r in rows]
+
+    async def create_code(self, code: PairingCode) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                pairing_codes.insert().values(
+                    code=code.code,
+                    channel=code.channel,
+                    sender=code.sender,
+                    chat_id=code.chat_id,
+                    created_at=code.created_at,
+                    expires_at=code.expires_at,
+                    last_sent_at=code.last_sent_at,
+                    status="pending",
+                )
+            )
+
+    async def touch_code(self, code: str, now: float) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                pairing_codes.update().where(pairing_codes.c.code == code).values(last_sent_at=now)
+            )
+
+    async def approve(self, code: str, now: float) -> PairingCode | None:
+        """Use a pending, unexpired code once: its sender becomes allowed."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(pairing_codes).where(
+                        pairing_codes.c.code == code,
+                        pairing_codes.c.status == "pending",
+                        pairing_codes.c.expires_at > now,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            await conn.execute(
+                pairing_codes.update().where(pairing_codes.c.code == code).values(status="approved")
+            )
+            await conn.execute(
+                insert_ignore(
+                    self._dialect,
+                    allowed_senders,
+                    {
+                        "channel": row.channel,
+                        "sender": row.sender,
+                        "added_at": now,
+                        "via": "pairing",
+                    },
+                )
+            )
+        return _code(row)
+
+
+def _code(r: Any) -> PairingCode:
+    return PairingCode(
+        r.code, r.channel, r.sender, r.chat_id, r.created_at, r.expires_at, r.last_sent_at
+    )

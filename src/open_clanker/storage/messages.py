@@ -1,0 +1,291 @@
+"""Messages and sessions: accept an inbound message, load history, store a reply, list."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from open_clanker.core.types import (
+    AgentResponse,
+    ChannelType,
+    Message,
+    MessageMetadata,
+    Role,
+    SessionKey,
+)
+from open_clanker.storage.dialect import insert_ignore, upsert
+from open_clanker.storage.schema import messages, outbox, processed_ids, sessions
+
+
+class Status:
+    PENDING = "pending"
+    ANSWERED = "answered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    COMMAND = "command"
+    REPLY = "reply"  # a model answer: part of the conversation
+    NOTICE = "notice"  # a gateway answer (command output, error): kept out of the context
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """An accepted user message that has no reply yet, with its transport context."""
+
+    message: Message
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    key: SessionKey
+    channel: str
+    channel_id: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def message_from_row(row: Any) -> Message:
+    return Message(
+        id=row.id,
+        channel_type=ChannelType(row.channel_type),
+        channel_id=row.channel_id,
+        sender=row.sender,
+        role=Role(row.role),
+        text=row.text,
+        timestamp=_ts(row.timestamp),
+        session=SessionKey(row.session_key),
+        metadata=MessageMetadata.model_validate_json(row.metadata_json),
+    )
+
+
+def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any]:
+    return {
+        "id": msg.id,
+        "session_key": msg.session,
+        "generation": generation,
+        "channel_type": msg.channel_type.value,
+        "channel_id": msg.channel_id,
+        "sender": msg.sender,
+        "role": msg.role.value,
+        "text": msg.text,
+        "timestamp": msg.timestamp.timestamp(),
+        "metadata_json": msg.metadata.model_dump_json(),
+        "status": status,
+    }
+
+
+class MessageStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    async def seen(self, channel: ChannelType, platform_id: str) -> bool:
+        stmt = sa.select(processed_ids.c.platform_id).where(
+            processed_ids.c.channel == channel.value, processed_ids.c.platform_id == platform_id
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def mark_processed(self, channel: ChannelType, platform_id: str) -> bool:
+        """Remember a platform id without storing a message (a refusal). False if seen before."""
+        async with self._engine.begin() as conn:
+            return await self._claim(conn, channel, platform_id)
+
+    async def _claim(self, conn: AsyncConnection, channel: ChannelType, platform_id: str) -> bool:
+        stmt = insert_ignore(
+            self._dialect,
+            processed_ids,
+            {"channel": channel.value, "platform_id": platform_id, "created_at": time.time()},
+        )
+        result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def _touch_session(self, conn: AsyncConnection, msg: Message) -> int:
+        now = time.time()
+        stmt = upsert(
+            self._dialect,
+            sessions,
+            {
+                "key": msg.session,
+                "channel": msg.channel_type.value,
+                "channel_id": msg.channel_id,
+                "generation": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["key"],
+            {"updated_at": now},
+        ).returning(sessions.c.generation)
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def accept(
+        self,
+        msg: Message,
+        platform_id: str | None,
+        context: dict[str, Any],
+        status: str = Status.PENDING,
+    ) -> bool:
+        """Store an inbound message (and claim its platform id) in one transaction.
+
+        Returns False when the platform id was already claimed: a re-delivery or a replica race.
+        """
+        async with self._engine.begin() as conn:
+            if platform_id is not None and not await self._claim(
+                conn, msg.channel_type, platform_id
+            ):
+                return False
+            generation = await self._touch_session(conn, msg)
+            values = _message_values(msg, generation, status)
+            values["context_json"] = json.dumps(context)
+            await conn.execute(messages.insert().values(**values))
+        return True
+
+    async def store_reply(
+        self,
+        reply: Message,
+        response: AgentResponse | None,
+        outbox_rows: list[dict[str, Any]],
+        *,
+        status: str = Status.REPLY,
+        answers: Message | None = None,
+        answers_status: str = Status.ANSWERED,
+    ) -> None:
+        """Store the reply, settle what it answers, and queue its delivery, atomically."""
+        async with self._engine.begin() as conn:
+            generation = await self._touch_session(conn, reply)
+            values = _message_values(reply, generation, status)
+            values["answers_id"] = answers.id if answers else None
+            values["response_json"] = response.model_dump_json() if response else None
+            await conn.execute(messages.insert().values(**values))
+            if answers is not None:
+                await conn.execute(
+                    messages.update()
+                    .where(messages.c.id == answers.id)
+                    .values(status=answers_status)
+                )
+            if outbox_rows:
+                await conn.execute(outbox.insert(), outbox_rows)
+
+    async def set_status(self, message_id: str, status: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                messages.update().where(messages.c.id == message_id).values(status=status)
+            )
+
+    async def history(self, key: SessionKey, limit: int) -> list[Message]:
+        """The newest `limit` conversation messages of the session's current generation, oldest
+        first. Slash commands and their answers are not conversation and are left out."""
+        gen = sa.select(sessions.c.generation).where(sessions.c.key == key).scalar_subquery()
+        stmt = (
+            sa.select(messages)
+            .where(
+                messages.c.session_key == key,
+                messages.c.generation == gen,
+                messages.c.status.in_(
+                    [Status.PENDING, Status.ANSWERED, Status.FAILED, Status.REPLY]
+                ),
+            )
+            .order_by(messages.c.seq.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [message_from_row(r) for r in reversed(rows)]
+
+    async def session_messages(
+        self, key: SessionKey, limit: int, before: str | None = None
+    ) -> list[Message] | None:
+        """A session's current messages (None: no such session). `before` is a message id."""
+        async with self._engine.connect() as conn:
+            generation = (
+                await conn.execute(sa.select(sessions.c.generation).where(sessions.c.key == key))
+            ).scalar()
+            if generation is None:
+                return None
+            stmt = sa.select(messages).where(
+                messages.c.session_key == key, messages.c.generation == generation
+            )
+            if before:
+                seq = sa.select(messages.c.seq).where(messages.c.id == before).scalar_subquery()
+                stmt = stmt.where(messages.c.seq < seq)
+            stmt = stmt.order_by(messages.c.seq.desc()).limit(limit)
+            rows = (await conn.execute(stmt)).all()
+        return [message_from_row(r) for r in reversed(rows)]
+
+    async def list_sessions(self, limit: int) -> list[SessionInfo]:
+        count = (
+            sa.select(sa.func.count())
+            .where(
+                messages.c.session_key == sessions.c.key,
+                messages.c.generation == sessions.c.generation,
+            )
+            .scalar_subquery()
+        )
+        stmt = (
+            sa.select(sessions, count.label("message_count"))
+            .order_by(sessions.c.updated_at.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            SessionInfo(
+                key=SessionKey(r.key),
+                channel=r.channel,
+                channel_id=r.channel_id,
+                created_at=_ts(r.created_at),
+                updated_at=_ts(r.updated_at),
+                message_count=int(r.message_count),
+            )
+            for r in rows
+        ]
+
+    async def reset_session(self, key: SessionKey) -> bool:
+        """Start the session afresh; old messages stay on record. False if there is none."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sessions.update()
+                .where(sessions.c.key == key)
+                .values(generation=sessions.c.generation + 1, updated_at=time.time())
+            )
+        return bool(result.rowcount)
+
+    async def pending(self) -> list[PendingMessage]:
+        stmt = (
+            sa.select(messages)
+            .where(messages.c.status == Status.PENDING, messages.c.role == Role.USER.value)
+            .order_by(messages.c.seq)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [PendingMessage(message_from_row(r), json.loads(r.context_json)) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        async with self._engine.connect() as conn:
+            n_messages = (
+                await conn.execute(sa.select(sa.func.count()).select_from(messages))
+            ).scalar()
+            n_sessions = (
+                await conn.execute(sa.select(sa.func.count()).select_from(sessions))
+            ).scalar()
+            n_pending = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(messages.c.status == Status.PENDING)
+                )
+            ).scalar()
+        return {
+            "messages": int(n_messages or 0),
+            "sessions": int(n_sessions or 0),
+            "pending": int(n_pending or 0),
+        }

@@ -1,0 +1,49 @@
+"""Versioned schema migrations, applied in order at start. Append; never edit a released one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from open_clanker.storage import schema
+
+Migration = Callable[[sa.Connection], None]
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    tables = [t for t in schema.metadata.sorted_tables if t.name != "schema_version"]
+    schema.metadata.create_all(conn, tables=tables)
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (1, _v1_initial),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+# Any constant works; it keeps two replicas from migrating PostgreSQL at once.
+_PG_LOCK_ID = 0x0C1A4E5
+
+
+def _apply(conn: sa.Connection) -> int:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+    schema.schema_version.create(conn, checkfirst=True)
+    current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
+    current = current or 0
+    for version, migrate in MIGRATIONS:
+        if version <= current:
+            continue
+        migrate(conn)
+        conn.execute(schema.schema_version.insert().values(version=version, applied_at=time.time()))
+        current = version
+    return current
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Bring the schema to the latest version; returns it."""
+    async with engine.begin() as conn:
+        return await conn.run_sync(_apply)

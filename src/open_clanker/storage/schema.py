@@ -1,0 +1,113 @@
+"""Table definitions (SQLAlchemy Core). Times are epoch seconds (double) for portable sorting."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Double, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("channel_id", sa.String(255), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_sessions_updated", "updated_at"),
+)
+
+# One row per user message and per reply. `status` of a user message: pending (accepted, not
+# yet answered), answered, failed, expired (too old to answer after a restart), command.
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("session_key", sa.String(512), sa.ForeignKey("sessions.key"), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("channel_type", sa.String(32), nullable=False),
+    sa.Column("channel_id", sa.String(255), nullable=False),
+    sa.Column("sender", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.Double, nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("context_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("answers_id", sa.String(64), nullable=True),
+    sa.Column("response_json", sa.Text, nullable=True),
+    sa.Index("ix_messages_session", "session_key", "generation", "seq"),
+    sa.Index("ix_messages_status", "status"),
+)
+
+# The duplicate check's memory: (channel, platform message id) seen once.
+processed_ids = sa.Table(
+    "processed_ids",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("platform_id", sa.String(255), primary_key=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+# Durable delivery: one row per platform-sized part, delivered in `seq` order per chat.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("channel_id", sa.String(255), nullable=False),
+    sa.Column("thread_id", sa.String(255), nullable=True),
+    sa.Column("reply_to", sa.String(255), nullable=True),
+    sa.Column("part", sa.Integer, nullable=False),
+    sa.Column("parts", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Double, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("sent_at", sa.Double, nullable=True),
+    sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+allowed_senders = sa.Table(
+    "allowed_senders",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("sender", sa.String(255), primary_key=True),
+    sa.Column("added_at", sa.Double, nullable=False),
+    sa.Column("via", sa.String(32), nullable=False),
+)
+
+pairing_codes = sa.Table(
+    "pairing_codes",
+    metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("sender", sa.String(255), nullable=False),
+    sa.Column("chat_id", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("last_sent_at", sa.Double, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Index("ix_pairing_sender", "channel", "sender"),
+)
+
+# API Idempotency-Key: a repeat of the same request returns the first answer.
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("response_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
