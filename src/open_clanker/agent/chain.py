@@ -26,7 +26,7 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float = 0.5) ->
     """Jittered exponential backoff; a server's Retry-After wins, capped."""
     if retry_after is not None:
         return min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
-    return min(base * (2**attempt), 8.0) * (0.5 + random.random() / 2)
+    return float(min(base * (2**attempt), 8.0) * (0.5 + random.random() / 2))
 
 
 class ProviderChain:

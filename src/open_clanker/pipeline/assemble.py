@@ -17,6 +17,7 @@ from open_clanker.pipeline.stages import (
     Limits,
     ModelCall,
     SessionStage,
+    Stage,
     StatusFacts,
     StoreInbound,
 )
@@ -44,7 +45,7 @@ def build_pipeline(
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
-    stages = [
+    stages: list[Stage] = [
         Dedupe(store),
         AccessCheck(
             config.access.dm_policy,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from open_clanker.core.types import Message
@@ -19,7 +19,7 @@ QUEUE_SIZE = 256
 class EventBus(Protocol):
     async def publish(self, message: Message) -> None: ...
 
-    def subscribe(self) -> AsyncIterator[asyncio.Queue[Message]]: ...
+    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[Message]]: ...
 
     async def close(self) -> None: ...
 

@@ -27,7 +27,7 @@ CHANNEL_MISSING_DELAY_S = 30.0
 def retry_delay(attempts: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(max(retry_after, 0.5), MAX_DELAY_S)
-    return min(1.0 * 2**attempts, MAX_DELAY_S) * (0.75 + random.random() / 2)
+    return float(min(1.0 * 2**attempts, MAX_DELAY_S) * (0.75 + random.random() / 2))
 
 
 class OutboxWorker:

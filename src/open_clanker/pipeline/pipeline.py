@@ -172,13 +172,10 @@ class Pipeline:
                 log.warning("pending_expired", message_id=msg.id, age_s=round(age))
                 expired += 1
                 continue
-            if (
-                msg.channel_type is not ChannelType.API
-                and msg.channel_type is not ChannelType.WEBCHAT
-            ):
-                if self._channels.get(msg.channel_type) is None:
-                    log.warning("pending_channel_disabled", message_id=msg.id)
-                    continue
+            pushed = msg.channel_type not in (ChannelType.API, ChannelType.WEBCHAT)
+            if pushed and self._channels.get(msg.channel_type) is None:
+                log.warning("pending_channel_disabled", message_id=msg.id)
+                continue
             inbound = Inbound(
                 message=msg,
                 platform_id=ctx.get("platform_id"),

@@ -117,13 +117,14 @@ class Limits:
         )
         decision = self._limiter.check(key)
         if not decision.allowed:
-            error = RateLimitError(
+            limited = RateLimitError(
                 "You are sending messages faster than I can answer. "
                 f"Please wait {decision.retry_after:.0f} seconds.",
                 retry_after=decision.retry_after,
             )
             log.info("rate_limited", key=key, retry_after=round(decision.retry_after, 1))
-            turn.end(Ending.REFUSED, error=error, notice=error.message if decision.notify else None)
+            notice = limited.message if decision.notify else None
+            turn.end(Ending.REFUSED, error=limited, notice=notice)
 
 
 class StoreInbound:

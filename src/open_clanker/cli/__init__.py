@@ -1,0 +1,1 @@
+"""The command line: `open-clanker gateway | status | send | chat | config-* | pairing`."""

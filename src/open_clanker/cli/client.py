@@ -1,0 +1,71 @@
+"""A small HTTP client for commands that talk to a running gateway (stdlib only: fast start)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from open_clanker.core.errors import ClankerError
+
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:18789"
+
+
+class GatewayUnavailable(ClankerError):
+    code = "gateway_unavailable"
+
+
+def gateway_url(explicit: str | None) -> str:
+    return (explicit or os.environ.get("OPENCLAW_GATEWAY_URL") or DEFAULT_GATEWAY_URL).rstrip("/")
+
+
+def gateway_token() -> str | None:
+    env = os.environ.get("OPENCLAW_GATEWAY_TOKEN")
+    if env:
+        return env
+    from open_clanker.gateway.tokens import read_token_file
+
+    return read_token_file()
+
+
+def call(
+    base_url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30
+) -> Any:
+    """Call the gateway; every failure becomes one clear ClankerError sentence."""
+    headers = {"Accept": "application/json"}
+    token = gateway_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(base_url + path, data=data, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise ClankerError(_http_error_sentence(exc, token is not None)) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise GatewayUnavailable(
+            f"Cannot reach the gateway at {base_url} ({reason}). "
+            "Is it running? Start it with: open-clanker gateway"
+        ) from None
+
+
+def _http_error_sentence(exc: urllib.error.HTTPError, had_token: bool) -> str:
+    try:
+        detail = json.loads(exc.read())["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        detail = exc.reason
+    if exc.code == 401:
+        hint = (
+            "the token was refused; check OPENCLAW_GATEWAY_TOKEN"
+            if had_token
+            else "no token found; set OPENCLAW_GATEWAY_TOKEN or run on the gateway's machine"
+        )
+        return f"The gateway refused the request: {hint}."
+    return f"The gateway answered {exc.code}: {detail}"

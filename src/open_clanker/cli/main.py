@@ -1,0 +1,277 @@
+"""The `open-clanker` command line. Heavy imports live inside commands: `--help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from open_clanker import __version__
+
+if TYPE_CHECKING:
+    from open_clanker.config.loader import LoadedConfig
+
+app = typer.Typer(
+    name="open-clanker",
+    help="Open Clanker: a small, fast, self-hosted AI assistant gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+pairing_app = typer.Typer(help="Manage who may talk to the assistant.", no_args_is_help=True)
+app.add_typer(pairing_app, name="pairing")
+
+
+class _State:
+    verbose: bool = False
+    config_path: str | None = None
+
+
+state = _State()
+
+GatewayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway-url", help="Gateway URL (env OPENCLAW_GATEWAY_URL).", show_default=False
+    ),
+]
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"open-clanker {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
+    config: Annotated[
+        str | None, typer.Option("-c", "--config", help="Config file path.", show_default=False)
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    state.verbose = verbose
+    state.config_path = config
+
+
+def _load() -> LoadedConfig:
+    from open_clanker.config.loader import load_config
+    from open_clanker.core.errors import ConfigError
+
+    try:
+        loaded = load_config(state.config_path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        for problem in exc.problems:
+            if problem != exc.message:
+                typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(1) from None
+    return loaded
+
+
+@app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 18789).")] = None,
+    tls: Annotated[bool, typer.Option("--tls", help="Serve HTTPS with [server.tls].")] = False,
+) -> None:
+    """Run the gateway until SIGINT/SIGTERM, then drain in-flight work and exit 0."""
+    import asyncio
+    import os
+
+    from open_clanker.core.errors import ClankerError
+    from open_clanker.core.logging import REDACTOR, setup_logging
+
+    loaded = _load()
+    config = loaded.config
+    level = "debug" if state.verbose else os.environ.get("OPENCLAW_LOG") or config.logging.level
+    setup_logging(level, config.logging.format, config.logging.file)
+    REDACTOR.add(_secret_values(config))
+    import structlog
+
+    log = structlog.get_logger("open_clanker")
+    for warning in loaded.warnings:
+        log.warning("config_key_renamed", detail=warning)
+    log.info("config_loaded", path=str(loaded.path) if loaded.path else "(defaults)")
+    from open_clanker.gateway.server import serve
+
+    try:
+        asyncio.run(
+            serve(
+                config,
+                host or config.server.host,
+                port if port is not None else config.server.port,
+                tls,
+            )
+        )
+    except ClankerError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+def _secret_values(config) -> list[str]:  # type: ignore[no-untyped-def]
+    import os
+
+    from open_clanker.agent.select import KEY_ENV_NAMES
+
+    values = [t.get_secret_value() for t in config.server.auth_tokens]
+    for ch in (config.channels.telegram, config.channels.discord):
+        if ch is not None:
+            values.append(ch.bot_token.get_secret_value())
+    tg = config.channels.telegram
+    if tg is not None:
+        values.append(tg.webhook_secret.get_secret_value())
+    names = [n for names in KEY_ENV_NAMES.values() for n in names]
+    names += [config.agent.api_key_env] + [f.api_key_env for f in config.agent.fallbacks]
+    values += [os.environ.get(n, "") for n in names if n]
+    from open_clanker.gateway.tokens import read_token_file
+
+    values.append(read_token_file() or "")
+    return [v for v in values if v]
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Show the running gateway's status."""
+    from open_clanker.cli.client import call
+    from open_clanker.cli.client import gateway_url as resolve_url
+    from open_clanker.core.errors import ClankerError
+
+    try:
+        body = call(resolve_url(gateway_url), "GET", "/api/v1/status")
+    except ClankerError as exc:
+        fail(exc.message)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(body, indent=2))
+        return
+    from open_clanker.cli.render import print_status
+
+    print_status(body)
+
+
+@app.command()
+def send(
+    channel: Annotated[str, typer.Option("--channel", help="telegram, discord, …")],
+    channel_id: Annotated[str, typer.Option("--channel-id", help="The chat to deliver to.")],
+    message: Annotated[str, typer.Option("--message", help="The text to deliver.")],
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Deliver a message to a chat through the running gateway (no model call)."""
+    from open_clanker.cli.client import call
+    from open_clanker.cli.client import gateway_url as resolve_url
+    from open_clanker.core.errors import ClankerError
+
+    body = {"channel": channel, "channel_id": channel_id, "text": message}
+    try:
+        result = call(resolve_url(gateway_url), "POST", "/api/v1/message", body)
+    except ClankerError as exc:
+        fail(exc.message)
+    typer.echo(f"Queued for delivery to {channel}:{channel_id} (id {result['id']}).")
+
+
+@app.command()
+def chat(
+    session: Annotated[str | None, typer.Option("--session", help="Session key or name.")] = None,
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Chat in the terminal with streamed replies, through the running gateway."""
+    from open_clanker.cli.chat import run_chat
+    from open_clanker.cli.client import gateway_url as resolve_url
+    from open_clanker.core.errors import ClankerError
+
+    try:
+        run_chat(resolve_url(gateway_url), session)
+    except ClankerError as exc:
+        fail(exc.message)
+
+
+@app.command("config-validate")
+def config_validate() -> None:
+    """Load and check the config; name every problem by its key path."""
+    loaded = _load()
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    where = str(loaded.path) if loaded.path else "no config file (all defaults)"
+    typer.echo(f"Configuration is valid: {where}.")
+
+
+@app.command("config-generate")
+def config_generate(
+    path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path("config.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented default config (never secrets)."""
+    from open_clanker.config.template import TEMPLATE
+
+    if path.exists() and not force:
+        fail(f"{path} already exists; use --force to overwrite it.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(TEMPLATE, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}.")
+    typer.echo(f"Wrote {path}. Check it with: open-clanker config-validate -c {path}")
+
+
+@pairing_app.command("list")
+def pairing_list() -> None:
+    """Pending pairing codes and allowed senders."""
+    from open_clanker.cli.pairing import list_access
+
+    _run_store_command(list_access)
+
+
+@pairing_app.command("approve")
+def pairing_approve(
+    code: Annotated[str, typer.Argument(help="The code the sender received.")],
+) -> None:
+    """Approve a pending pairing code: its sender may talk from now on."""
+    from open_clanker.cli.pairing import approve
+
+    _run_store_command(lambda store: approve(store, code))
+
+
+@pairing_app.command("revoke")
+def pairing_revoke(
+    sender: Annotated[str, typer.Argument(help='"<channel>:<id>", as `pairing list` shows it.')],
+) -> None:
+    """Take away a sender's permission to talk."""
+    from open_clanker.cli.pairing import revoke
+
+    _run_store_command(lambda store: revoke(store, sender))
+
+
+def _run_store_command(fn) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from open_clanker.cli.pairing import with_store
+    from open_clanker.core.errors import ClankerError
+
+    config = _load().config
+    try:
+        asyncio.run(with_store(config, fn))
+    except ClankerError as exc:
+        fail(exc.message)
+
+
+def run() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,36 @@
+"""Which Host headers the gateway answers (SPEC §5): loopback names on a loopback bind, plus
+`allowed_hosts`; on other binds only `allowed_hosts`, when it is set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+def host_name(host_header: str) -> str:
+    """`example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    loopback_bind: bool
+    allowed: frozenset[str]
+
+    @classmethod
+    def build(cls, bind_host: str, allowed_hosts: list[str]) -> HostPolicy:
+        loopback = bind_host in ("127.0.0.1", "::1", "localhost") or bind_host.startswith("127.")
+        return cls(loopback, frozenset(host_name(h) for h in allowed_hosts))
+
+    def allows(self, host_header: str) -> bool:
+        name = host_name(host_header)
+        if name in self.allowed:
+            return True
+        if self.loopback_bind:
+            return name in LOOPBACK_NAMES or name.startswith("127.")
+        return not self.allowed  # other binds: checked only when allowed_hosts is set

@@ -1,0 +1,54 @@
+"""Liveness, readiness and status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from open_clanker.gateway.auth import require_token
+from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.schemas import ERROR_RESPONSES
+
+router = APIRouter()
+
+
+@router.get("/health", response_class=PlainTextResponse, summary="Liveness")
+async def health() -> str:
+    return "OK"
+
+
+@router.get("/ready", summary="Readiness: storage, provider and each channel")
+async def ready(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    storage_ok = await runtime.store.ping()
+    channels = runtime.channel_health()
+    if runtime.shutting_down or not storage_ok:
+        status = "not_ready"
+    elif any(c["state"] != "connected" for c in channels.values()):
+        status = "degraded"
+    else:
+        status = "ready"
+    body: dict[str, Any] = {
+        "status": status,
+        "storage": {"ok": storage_ok},
+        "provider": {"name": runtime.choice.name, "model": runtime.choice.model},
+        "channels": channels,
+    }
+    return JSONResponse(body, status_code=503 if status == "not_ready" else 200)
+
+
+@router.get(
+    "/api/v1/status",
+    dependencies=[Depends(require_token)],
+    responses=ERROR_RESPONSES,
+    summary="Version, uptime, provider, channels, counts",
+)
+async def status(request: Request) -> dict[str, Any]:
+    runtime: Runtime = request.app.state.runtime
+    body = runtime.status()
+    counts = await runtime.store.messages.counts()
+    counts["outbox_pending"] = await runtime.store.outbox.count("pending")
+    body["counts"] = counts
+    return body

@@ -1,0 +1,41 @@
+"""Platform webhooks served by the gateway's own HTTP server (e.g. Telegram's webhook mode)."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from fastapi import FastAPI, Request, Response
+
+from open_clanker.gateway.runtime import Runtime
+
+MAX_WEBHOOK_BODY = 1_048_576
+
+
+@runtime_checkable
+class SupportsWebhook(Protocol):
+    webhook_path: str
+
+    async def handle_webhook(self, secret_header: str | None, body: bytes) -> int: ...
+
+
+def add_webhook_routes(app: FastAPI, runtime: Runtime) -> None:
+    for channel in runtime.channels:
+        if isinstance(channel, SupportsWebhook) and channel.webhook_path:
+            app.add_api_route(
+                channel.webhook_path,
+                _endpoint(channel),
+                methods=["POST"],
+                include_in_schema=False,
+            )
+
+
+def _endpoint(channel: SupportsWebhook):  # type: ignore[no-untyped-def]
+    async def webhook(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BODY:
+            return Response(status_code=413)
+        secret = request.headers.get("x-telegram-bot-api-secret-token")
+        status = await channel.handle_webhook(secret, body)
+        return Response(status_code=status)
+
+    return webhook

@@ -1,0 +1,155 @@
+"""The gateway's object graph: config, store, bus, providers, channels, pipeline, outbox.
+
+Built once at start, torn down at stop. Everything the HTTP layer needs hangs off it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+
+from open_clanker import __version__
+from open_clanker.agent.chain import ProviderChain
+from open_clanker.agent.factory import build_chain
+from open_clanker.agent.http import make_http_session
+from open_clanker.agent.select import ProviderChoice
+from open_clanker.channels.base import Channel, ChannelHealth, Channels, ChannelState
+from open_clanker.channels.registry import build_channels
+from open_clanker.config.model import Config
+from open_clanker.config.paths import default_storage_url
+from open_clanker.core.types import ChannelType
+from open_clanker.gateway.tokens import Tokens
+from open_clanker.pipeline.assemble import build_pipeline
+from open_clanker.pipeline.bus import MemoryBus
+from open_clanker.pipeline.outbox_worker import OutboxWorker
+from open_clanker.pipeline.pipeline import Pipeline
+from open_clanker.storage.store import Store
+
+log = structlog.get_logger("open_clanker.gateway")
+
+
+@dataclass
+class Runtime:
+    config: Config
+    tokens: Tokens
+    store: Store
+    bus: MemoryBus
+    http: aiohttp.ClientSession
+    chain: ProviderChain
+    choice: ProviderChoice
+    channels: Channels
+    pipeline: Pipeline
+    outbox: OutboxWorker
+    started_at: float = field(default_factory=time.time)
+    shutting_down: bool = False
+    webchat_health: ChannelHealth = field(default_factory=ChannelHealth)
+    _background: set[asyncio.Task[object]] = field(default_factory=set)
+
+    @classmethod
+    async def start(cls, config: Config, tokens: Tokens) -> Runtime:
+        store = await Store.open(config.storage.url or default_storage_url())
+        log.info("storage_ready", backend=store.backend)
+        http = make_http_session()
+        try:
+            chain, choice = await build_chain(config.agent, http)
+        except BaseException:
+            await http.close()
+            await store.close()
+            raise
+        log.info("provider_chosen", provider=choice.name, model=choice.model, reason=choice.reason)
+        channels = Channels(build_channels(config))
+        bus = MemoryBus()
+        worker = OutboxWorker(store, channels)
+
+        def bot_username(channel: str) -> str | None:
+            adapter = channels.get(channel)
+            return getattr(adapter, "bot_username", None) if adapter else None
+
+        pipeline = build_pipeline(
+            config, store, bus, chain, channels, worker.wake, bot_username=bot_username
+        )
+        runtime = cls(
+            config=config,
+            tokens=tokens,
+            store=store,
+            bus=bus,
+            http=http,
+            chain=chain,
+            choice=choice,
+            channels=channels,
+            pipeline=pipeline,
+            outbox=worker,
+        )
+        if config.channels.webchat.enabled:
+            runtime.webchat_health.contact()
+        worker.start()
+        for channel in channels:
+            runtime._spawn(runtime._start_channel(channel))
+        runtime._spawn(runtime._recover())
+        return runtime
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start_channel(self, channel: Channel) -> None:
+        try:
+            await channel.start(self.pipeline.submit)
+        except Exception as exc:  # a channel that cannot start must not take the gateway down
+            channel.health.degrade(f"failed to start: {exc}")
+            log.error("channel_start_failed", channel=channel.type.value, error=str(exc))
+
+    async def _recover(self) -> None:
+        resumed, expired = await self.pipeline.recover()
+        if resumed or expired:
+            log.info("recovery_done", resumed=resumed, expired=expired)
+
+    def channel_health(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        if self.config.channels.webchat.enabled:
+            out[ChannelType.WEBCHAT.value] = self.webchat_health.as_json(stall_after_s=float("inf"))
+        for channel in self.channels:
+            out[channel.type.value] = channel.health.as_json()
+        return out
+
+    def status(self) -> dict[str, object]:
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "provider": {
+                "name": self.choice.name,
+                "model": self.choice.model,
+                "reason": self.choice.reason,
+                "fallbacks": [p.name + "/" + p.model for p in self.chain.providers[1:]],
+            },
+            "channels": self.channel_health(),
+            "storage": {"backend": self.store.backend},
+            "in_flight": self.pipeline.in_flight,
+        }
+
+    async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Drain in-flight messages, then stop channels, the outbox and connections."""
+        self.shutting_down = True
+        drained = await self.pipeline.drain(drain_timeout_s)
+        if not drained:
+            log.warning("drain_timeout", in_flight=self.pipeline.in_flight)
+        for channel in self.channels:
+            with contextlib.suppress(Exception):
+                await channel.stop()
+            channel.health.state = ChannelState.STOPPED
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.outbox.stop()
+        await self.bus.close()
+        await self.http.close()
+        await self.store.close()
+        log.info("gateway_stopped", drained=drained)

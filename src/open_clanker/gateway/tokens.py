@@ -1,0 +1,71 @@
+"""Bearer tokens: configured ones, or one generated at first start and kept in the data dir."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from open_clanker.config.model import Config
+from open_clanker.config.paths import token_file
+from open_clanker.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tokens:
+    values: tuple[str, ...]
+    generated: bool  # True: the data dir's token is in use; the web chat link is printed
+
+    def check(self, presented: str) -> bool:
+        """Constant-time against every token, so timing says nothing about which one matched."""
+        ok = False
+        candidate = presented.encode()
+        for value in self.values:
+            ok |= hmac.compare_digest(candidate, value.encode())
+        return ok
+
+    def __repr__(self) -> str:
+        return f"Tokens(count={len(self.values)}, generated={self.generated})"
+
+
+def read_token_file(path: Path | None = None) -> str | None:
+    path = path or token_file()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value or None
+
+
+def load_or_create_token(path: Path | None = None) -> str:
+    path = path or token_file()
+    existing = read_token_file(path)
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    # Created 0600 from the first byte: never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def resolve_tokens(config: Config, host: str) -> Tokens:
+    configured = tuple(
+        t.get_secret_value() for t in config.server.auth_tokens if t.get_secret_value()
+    )
+    if configured:
+        return Tokens(configured, generated=False)
+    if not is_loopback_host(host):
+        raise ConfigError(
+            f"Refusing to listen on {host} without an auth token: set OPENCLAW_GATEWAY_TOKEN "
+            "or server.auth_tokens, or bind 127.0.0.1."
+        )
+    return Tokens((load_or_create_token(),), generated=True)

@@ -1,0 +1,375 @@
+"""The `/ws` endpoint (SPEC §5): auth, chat turns streamed as frames, bus events, ping.
+
+Each connection has one bounded send queue drained by one writer task, so a slow client costs
+at most `send_queue_frames` frames before it is dropped. Chats on one socket run concurrently;
+a pipeline turn is shielded from the socket, so a client leaving mid-stream does not stop its
+reply from being stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from open_clanker.config.model import Config
+from open_clanker.core.errors import ClankerError, InputError, ProviderError
+from open_clanker.core.types import (
+    AgentResponse,
+    ChannelType,
+    Inbound,
+    Message,
+    SessionKey,
+    client_session_key,
+)
+from open_clanker.gateway import ws_frames as frames
+from open_clanker.gateway.ws_frames import AuthFrame, ChatFrame, Frame, PingFrame, SubscribeFrame
+from open_clanker.pipeline.context import Ending, Turn
+from open_clanker.pipeline.pipeline import Pipeline
+
+log = structlog.get_logger("open_clanker.gateway.ws")
+
+# RFC 6455 close codes.
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
+
+
+class TokenCheck(Protocol):
+    def check(self, presented: str) -> bool: ...
+
+
+class EventSource(Protocol):
+    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[Message]]: ...
+
+
+class WSRuntime(Protocol):
+    """What the endpoint needs from `Runtime` (found at `app.state.runtime`)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def tokens(self) -> TokenCheck: ...
+    @property
+    def bus(self) -> EventSource: ...
+    @property
+    def pipeline(self) -> Pipeline: ...
+
+
+@dataclass(frozen=True)
+class WSLimits:
+    """Per-connection bounds; put another on `app.state.ws_limits` to change them (tests)."""
+
+    auth_timeout_s: float = 5.0
+    send_queue_frames: int = 512
+    chats_in_flight: int = 16
+    max_frame_bytes: int = frames.MAX_FRAME_BYTES
+
+
+DEFAULT_LIMITS = WSLimits()
+
+_open_connections = 0
+# Pipeline turns whose socket has gone: kept referenced until they finish and store the reply.
+_detached_turns: set[asyncio.Task[Turn]] = set()
+
+
+def open_ws_connections() -> int:
+    """Accepted WebSocket connections right now (for `/metrics`)."""
+    return _open_connections
+
+
+class _Closing(Exception):
+    """The writer's signal to close the socket with a code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Outbox:
+    """A bounded queue of frames and the one task that writes them to the socket."""
+
+    def __init__(self, websocket: WebSocket, size: int) -> None:
+        self._ws = websocket
+        self._queue: asyncio.Queue[Frame | _Closing] = asyncio.Queue(size)
+        self.closed = False
+
+    def send(self, frame: Frame, *, droppable: bool = False) -> None:
+        """Queue a frame. Events are dropped when full; anything else closes a slow client."""
+        if self.closed:
+            return
+        if self._queue.full():
+            if droppable:
+                return
+            self.close(CLOSE_POLICY, "client too slow")
+            return
+        self._queue.put_nowait(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_Closing(code, reason))
+
+    async def run(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, _Closing):
+                    await self._ws.close(item.code, item.reason)
+                    return
+                await self._ws.send_text(json.dumps(item, separators=(",", ":")))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True  # the client went away; the reader sees the disconnect
+
+
+class _FrameSink:
+    """The pipeline's `ReplySink` for one chat frame."""
+
+    def __init__(self, outbox: _Outbox, chat_id: str) -> None:
+        self._outbox = outbox
+        self._id = chat_id
+
+    async def delta(self, text: str) -> None:
+        self._outbox.send(frames.delta_frame(self._id, text))
+
+    async def reset(self) -> None:
+        self._outbox.send(frames.reset_frame(self._id))
+
+
+def turn_frame(turn: Turn, chat_id: str, session: SessionKey) -> Frame:
+    """What the client hears when a turn is done (pure)."""
+    ending = turn.ending
+    if ending is Ending.ANSWERED and turn.reply is not None and turn.response is not None:
+        return frames.reply_frame(chat_id, session, turn.reply, turn.response)
+    if ending is Ending.COMMAND and turn.reply is not None:
+        notice = AgentResponse(content=turn.notice or "", model="", provider="gateway")
+        return frames.reply_frame(chat_id, session, turn.reply, notice)
+    if ending is Ending.FAILED:
+        provider = turn.error.provider if isinstance(turn.error, ProviderError) else "unknown"
+        return frames.error_frame(
+            "provider_error",
+            f"The model provider {provider!r} could not answer. Please try again in a moment.",
+            chat_id,
+        )
+    if ending is Ending.REFUSED and turn.error is not None:
+        return frames.error_frame(turn.error.code, turn.error.message, chat_id)
+    return frames.error_frame(
+        "internal_error",
+        f"The gateway did not answer this message ({ending}). Please try again.",
+        chat_id,
+    )
+
+
+def _runtime(websocket: WebSocket) -> WSRuntime:
+    runtime: WSRuntime = websocket.app.state.runtime
+    return runtime
+
+
+def _limits(websocket: WebSocket) -> WSLimits:
+    limits = getattr(websocket.app.state, "ws_limits", None)
+    return limits if isinstance(limits, WSLimits) else DEFAULT_LIMITS
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    global _open_connections
+    runtime = _runtime(websocket)
+    limits = _limits(websocket)
+    server = runtime.config.server
+    origin = websocket.headers.get("origin")
+    if not frames.origin_allowed(origin, websocket.headers.get("host"), server.cors_origins):
+        log.warning("ws_origin_refused", origin=origin)
+        await websocket.close(CLOSE_POLICY)  # before accept: the upgrade gets a 403
+        return
+    await websocket.accept()
+    if _open_connections >= server.max_ws_connections:
+        log.warning("ws_connection_cap", open=_open_connections)
+        await websocket.close(CLOSE_TRY_LATER, "try again later")
+        return
+    _open_connections += 1
+    try:
+        if await _authenticate(websocket, runtime, limits):
+            await _Connection(websocket, runtime, limits).serve()
+    finally:
+        _open_connections -= 1
+
+
+async def _authenticate(websocket: WebSocket, runtime: WSRuntime, limits: WSLimits) -> bool:
+    header = websocket.headers.get("authorization")
+    token = frames.bearer_token(header)
+    if header is None:
+        token = await _auth_frame(websocket, limits)
+    if token is not None and runtime.tokens.check(token):
+        return True
+    log.info("ws_unauthorized", header=header is not None)
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.send_text(
+            json.dumps(
+                frames.error_frame(
+                    "unauthorized",
+                    "A valid gateway token is needed: send an Authorization header or an "
+                    'auth frame {"type": "auth", "token": "..."} first.',
+                )
+            )
+        )
+        await websocket.close(CLOSE_POLICY, "unauthorized")
+    return False
+
+
+async def _auth_frame(websocket: WebSocket, limits: WSLimits) -> str | None:
+    try:
+        message = await asyncio.wait_for(websocket.receive(), limits.auth_timeout_s)
+    except TimeoutError:
+        return None
+    raw = message.get("text") or message.get("bytes")
+    if message["type"] != "websocket.receive" or raw is None:
+        return None
+    if len(raw) > limits.max_frame_bytes:
+        return None
+    try:
+        frame = frames.parse_frame(raw)
+    except InputError:
+        return None
+    return frame.token if isinstance(frame, AuthFrame) else None
+
+
+class _Connection:
+    def __init__(self, websocket: WebSocket, runtime: WSRuntime, limits: WSLimits) -> None:
+        self._ws = websocket
+        self._runtime = runtime
+        self._limits = limits
+        self._outbox = _Outbox(websocket, limits.send_queue_frames)
+        self._chats: set[asyncio.Task[None]] = set()
+        self._subscription: asyncio.Task[None] | None = None
+
+    async def serve(self) -> None:
+        writer = asyncio.create_task(self._outbox.run())
+        try:
+            await self._read()
+        finally:
+            self._outbox.closed = True
+            for task in [*self._chats, self._subscription]:
+                if task is not None:
+                    task.cancel()  # the pipeline turns themselves are shielded
+            writer.cancel()
+            await asyncio.gather(writer, *self._chats, return_exceptions=True)
+            if self._subscription is not None:
+                await asyncio.gather(self._subscription, return_exceptions=True)
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw: str | bytes | None = message.get("text")
+            if raw is None:
+                raw = message.get("bytes")
+            if raw is None:
+                continue
+            size = len(raw.encode() if isinstance(raw, str) else raw)
+            if size > self._limits.max_frame_bytes:
+                log.info("ws_frame_too_big", size=size)
+                self._outbox.close(CLOSE_TOO_BIG, "frame over 1 MiB")
+                return
+            self._dispatch(raw)
+
+    def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            frame = frames.parse_frame(raw)
+        except InputError as exc:
+            self._outbox.send(frames.error_frame(exc.code, exc.message, frames.frame_id(raw)))
+            return
+        if isinstance(frame, PingFrame):
+            self._outbox.send(frames.PONG)
+        elif isinstance(frame, SubscribeFrame):
+            if self._subscription is None:
+                self._subscription = asyncio.create_task(self._forward_events())
+        elif isinstance(frame, ChatFrame):
+            self._start_chat(frame)
+        # A repeated auth frame on an authenticated socket changes nothing.
+
+    def _start_chat(self, frame: ChatFrame) -> None:
+        server = self._runtime.config.server
+        if len(frame.text) > server.max_message_chars:
+            self._outbox.send(
+                frames.error_frame(
+                    "message_too_long",
+                    f"Your message is {len(frame.text)} characters long; the limit is "
+                    f"{server.max_message_chars}. Please send something shorter.",
+                    frame.id,
+                )
+            )
+            return
+        if not self._runtime.pipeline.accepting:
+            self._outbox.send(
+                frames.error_frame(
+                    "not_ready", "The gateway is shutting down; please retry shortly.", frame.id
+                )
+            )
+            return
+        if len(self._chats) >= self._limits.chats_in_flight:
+            self._outbox.send(
+                frames.error_frame(
+                    "rate_limited",
+                    "Too many messages are waiting for an answer on this connection; "
+                    "wait for a reply before sending more.",
+                    frame.id,
+                )
+            )
+            return
+        task = asyncio.create_task(self._chat(frame))
+        self._chats.add(task)
+        task.add_done_callback(self._chats.discard)
+
+    async def _chat(self, frame: ChatFrame) -> None:
+        key = client_session_key(frame.session, ChannelType.WEBCHAT)
+        message = Message(
+            channel_type=ChannelType.WEBCHAT,
+            channel_id=key.split(":", 1)[1],
+            sender="webchat",
+            text=frame.text,
+            session=key,
+        )
+        self._outbox.send(frames.ack_frame(frame.id))
+        handle = asyncio.create_task(
+            self._runtime.pipeline.handle(Inbound(message), _FrameSink(self._outbox, frame.id))
+        )
+        _detached_turns.add(handle)
+        handle.add_done_callback(_turn_done)
+        try:
+            turn = await asyncio.shield(handle)
+        except ClankerError as exc:
+            self._outbox.send(frames.error_frame(exc.code, exc.message, frame.id))
+            return
+        except Exception:  # the border: the client hears of it; `_turn_done` logs it
+            self._outbox.send(
+                frames.error_frame(
+                    "internal_error", "The gateway failed on this message; please retry.", frame.id
+                )
+            )
+            return
+        self._outbox.send(turn_frame(turn, frame.id, key))
+
+    async def _forward_events(self) -> None:
+        async with self._runtime.bus.subscribe() as queue:
+            while True:
+                message = await queue.get()
+                self._outbox.send(frames.event_frame(message), droppable=True)
+
+
+def _turn_done(task: asyncio.Task[Turn]) -> None:
+    _detached_turns.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, ClankerError):
+        log.error("ws_turn_crashed", error=repr(exc))
