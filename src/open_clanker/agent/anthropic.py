@@ -198,7 +198,7 @@ class AnthropicProvider:
             self._url,
             headers=self._headers,
             body=body,
-            timeout=request_timeout(self._timeout_s, streaming=False),
+            client_timeout=request_timeout(self._timeout_s, streaming=False),
         ) as resp:
             data = await read_json(resp, self.name)
         if data.get("type") == "error":
@@ -217,7 +217,7 @@ class AnthropicProvider:
                 self._url,
                 headers={**self._headers, "accept": "text/event-stream"},
                 body=body,
-                timeout=request_timeout(self._timeout_s, streaming=True),
+                client_timeout=request_timeout(self._timeout_s, streaming=True),
             ) as resp:
                 async for event in sse_events(resp):
                     piece = state.feed(event)

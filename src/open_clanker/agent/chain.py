@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from open_clanker.agent.base import (
     Provider,
@@ -20,16 +21,62 @@ from open_clanker.core.types import AgentResponse
 Sleep = Callable[[float], Awaitable[None]]
 
 MAX_RETRY_AFTER_S = 30.0
+MAX_BACKOFF_S = 8.0
 
 
-def backoff_delay(attempt: int, retry_after: float | None, base: float = 0.5) -> float:
+def backoff_delay(
+    attempt: int,
+    retry_after: float | None,
+    base: float = 0.5,
+    jitter: Callable[[], float] = random.random,
+) -> float:
     """Jittered exponential backoff; a server's Retry-After wins, capped."""
     if retry_after is not None:
         return min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
-    return float(min(base * (2**attempt), 8.0) * (0.5 + random.random() / 2))
+    return float(min(base * (2**attempt), MAX_BACKOFF_S) * (0.5 + jitter() / 2))
+
+
+def catch_up(shown: str, received: str) -> tuple[list[StreamEvent], str]:
+    """Events that take a caller who has `shown` to `received`, and what it has afterwards.
+
+    While a retry replays text the caller already has, nothing is sent; when it extends that
+    text, only the rest; when it departs from it, a `StreamReset` and the new text.
+    """
+    if len(received) <= len(shown) and shown.startswith(received):
+        return [], shown
+    if received.startswith(shown):
+        return [TextDelta(received[len(shown) :])], received
+    return [StreamReset(), TextDelta(received)], received
+
+
+def settle(shown: str, final: str) -> list[StreamEvent]:
+    """Events that make the caller's text equal the final answer, which is authoritative."""
+    if final == shown:
+        return []
+    if final.startswith(shown):
+        return [TextDelta(final[len(shown) :])]
+    return [StreamReset(), TextDelta(final)] if final else [StreamReset()]
+
+
+@asynccontextmanager
+async def _closing(events: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+    try:
+        yield events
+    finally:
+        aclose = getattr(events, "aclose", None)  # async generators have it; iterators may not
+        if aclose is not None:
+            await aclose()
+
+
+def _unfinished(provider: Provider) -> ProviderError:
+    return ProviderError(
+        f"{provider.name} ended its answer without finishing it", provider.name, retryable=True
+    )
 
 
 class ProviderChain:
+    """The primary provider, then each fallback in order; each tried `1 + max_retries` times."""
+
     def __init__(
         self, providers: Sequence[Provider], max_retries: int, sleep: Sleep = asyncio.sleep
     ) -> None:
@@ -52,51 +99,37 @@ class ProviderChain:
                 except ProviderError as exc:
                     last = exc
                     if not exc.retryable or attempt == self.max_retries:
-                        break
+                        break  # an auth or request error will not get better: next provider
                     await self._sleep(backoff_delay(attempt, exc.retry_after))
-        assert last is not None
+        assert last is not None  # every provider was tried at least once
         raise last
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
-        """Deltas across retries and fallbacks; never repeats text the caller already has.
-
-        When a retry's text starts with what was already sent, only the rest is yielded;
-        otherwise a `StreamReset` comes first and the new text follows from the start.
-        """
+        """Deltas across retries and fallbacks; never repeats text the caller already has."""
         shown = ""
         last: ProviderError | None = None
         for provider in self.providers:
             for attempt in range(self.max_retries + 1):
                 received = ""
                 try:
-                    async for event in provider.stream(request):
-                        if isinstance(event, TextDelta):
-                            received += event.text
-                            if len(received) <= len(shown) and shown.startswith(received):
-                                continue  # still replaying what the caller already has
-                            if received.startswith(shown):
-                                new = received[len(shown) :]
-                            else:
-                                yield StreamReset()
-                                new = received
-                            shown = received
-                            if new:
-                                yield TextDelta(new)
-                        elif isinstance(event, StreamDone):
-                            if event.response.content != shown:
-                                # The final text is authoritative (e.g. a short retry answer).
-                                if not event.response.content.startswith(shown):
-                                    yield StreamReset()
-                                    shown = ""
-                                rest = event.response.content[len(shown) :]
-                                if rest:
-                                    yield TextDelta(rest)
-                            yield event
-                            return
+                    # aclosing: the provider's HTTP response is released as soon as we stop.
+                    async with _closing(provider.stream(request)) as events:
+                        async for event in events:
+                            if isinstance(event, StreamDone):
+                                for item in settle(shown, event.response.content):
+                                    yield item
+                                yield event
+                                return
+                            if isinstance(event, TextDelta):
+                                received += event.text
+                                out, shown = catch_up(shown, received)
+                                for item in out:
+                                    yield item
+                    raise _unfinished(provider)
                 except ProviderError as exc:
                     last = exc
                     if not exc.retryable or attempt == self.max_retries:
                         break
                     await self._sleep(backoff_delay(attempt, exc.retry_after))
-        assert last is not None
+        assert last is not None  # every provider was tried at least once
         raise last

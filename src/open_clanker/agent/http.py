@@ -55,12 +55,12 @@ async def post_json(
     *,
     headers: Mapping[str, str],
     body: Mapping[str, Any],
-    timeout: aiohttp.ClientTimeout,
+    client_timeout: aiohttp.ClientTimeout,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST a JSON body; yields a 2xx response. Errors while the caller reads it are mapped too."""
     try:
         async with http.post(
-            url, data=json.dumps(body), headers=dict(headers), timeout=timeout
+            url, data=json.dumps(body), headers=dict(headers), timeout=client_timeout
         ) as resp:
             if resp.status >= 300:
                 raw = await resp.content.read(MAX_ERROR_BODY_BYTES)
@@ -79,8 +79,9 @@ async def read_json(resp: aiohttp.ClientResponse, provider: str) -> dict[str, An
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise ProviderError(f"{provider} sent an answer that is not a JSON object", provider,
-                            retryable=True)
+        raise ProviderError(
+            f"{provider} sent an answer that is not a JSON object", provider, retryable=True
+        )
     return data
 
 
@@ -97,6 +98,5 @@ def parse_event_json(event: SSEEvent, provider: str) -> dict[str, Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise ProviderError(f"{provider} sent an unreadable stream event", provider,
-                            retryable=True)
+        raise ProviderError(f"{provider} sent an unreadable stream event", provider, retryable=True)
     return data

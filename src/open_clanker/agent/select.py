@@ -64,12 +64,13 @@ def _resolve(
 ) -> ProviderChoice:
     key = ""
     if name in KEY_ENV_NAMES:
-        key, _ = find_key(name, api_key_env, env)
+        key, source = find_key(name, api_key_env, env)
         # A custom base_url may point at a keyless local server (Ollama, vLLM); the vendor's
         # own endpoint always needs a key.
         if not key and not base_url:
             tried = api_key_env or " or ".join(KEY_ENV_NAMES[name])
             raise ConfigError(f"agent: provider {name!r} needs an API key; set {tried}.")
+        reason += f", key from {source}" if key else ", no key (a local server)"
     return ProviderChoice(
         name=name,
         model=model or DEFAULT_MODELS[name],
@@ -93,25 +94,30 @@ async def choose_provider(
             f"agent.provider = {config.provider!r}",
         )
     for name in ("anthropic", "openai"):
-        key, source = find_key(name, config.api_key_env, env)
+        key, _ = find_key(name, config.api_key_env, env)
         if key:
-            return _resolve(
-                name, config.model, config.base_url, config.api_key_env, env, f"{source} is set"
-            )
+            reason = f"agent.provider = 'auto' and an {name} key is set"
+            return _resolve(name, config.model, config.base_url, config.api_key_env, env, reason)
     if await probe(OLLAMA_URL):
         return ProviderChoice(
             name="openai",
             model=config.model or "llama3.2",
             base_url=OLLAMA_URL,
             api_key="",
-            reason=f"a local OpenAI-compatible server answers at {OLLAMA_URL}",
+            reason=(
+                "agent.provider = 'auto', no key is set, and a local OpenAI-compatible server "
+                f"answers at {OLLAMA_URL}"
+            ),
         )
     return ProviderChoice(
         name="echo",
         model="echo",
         base_url="",
         api_key="",
-        reason="no Anthropic or OpenAI key is set and no local model server answers",
+        reason=(
+            "agent.provider = 'auto', no Anthropic or OpenAI key is set and no local model "
+            f"server answers at {OLLAMA_URL}: replies are a labelled echo"
+        ),
     )
 
 

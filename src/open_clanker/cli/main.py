@@ -270,8 +270,37 @@ def _run_store_command(fn) -> None:  # type: ignore[no-untyped-def]
         fail(exc.message)
 
 
+_VALUE_OPTIONS = frozenset(
+    {"--message", "--channel", "--channel-id", "--session", "--path", "--host", "--port",
+     "--gateway-url"}
+)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Let `-v` and `-c PATH` come after the command too (`open-clanker gateway -v`)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUE_OPTIONS and i + 1 < len(argv):
+            rest += [arg, argv[i + 1]]  # a value is never an option, even "-v"
+            i += 1
+        elif arg in ("-v", "--verbose"):
+            front.append(arg)
+        elif arg in ("-c", "--config") and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 1
+        elif arg.startswith("--config="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def run() -> None:
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -39,6 +39,7 @@ log = structlog.get_logger("open_clanker.gateway.ws")
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013
+CLOSE_WAIT_S = 5.0
 
 
 class TokenCheck(Protocol):
@@ -255,6 +256,8 @@ class _Connection:
         writer = asyncio.create_task(self._outbox.run())
         try:
             await self._read()
+            if self._outbox.closed:  # let the writer send the close frame it was handed
+                await asyncio.wait({writer}, timeout=CLOSE_WAIT_S)
         finally:
             self._outbox.closed = True
             for task in [*self._chats, self._subscription]:

@@ -62,6 +62,8 @@ class Pipeline:
             ):
                 async with self._session_lock(inbound.message.session):
                     for stage in self.stages:
+                        if recovered and not stage.runs_on_recovery:
+                            continue
                         await stage(turn)
                         if turn.ending is not None:
                             break

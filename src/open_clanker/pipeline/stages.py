@@ -44,11 +44,16 @@ PROVIDER_FAILED_TEXT = (
 
 
 class Stage(Protocol):
+    # Stages before storage already ran for a message found pending after a restart.
+    runs_on_recovery: bool
+
     async def __call__(self, turn: Turn) -> None: ...
 
 
 class Dedupe:
     """Step 2: a platform message seen before is processed once (the claim is atomic later)."""
+
+    runs_on_recovery = False
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -62,6 +67,8 @@ class Dedupe:
 
 class AccessCheck:
     """Step 3: allowlist / pairing / open, and groups only when addressed."""
+
+    runs_on_recovery = False
 
     def __init__(
         self, policy: str, allow: StaticAllowList, store: Store, desk: PairingDesk
@@ -95,6 +102,8 @@ class AccessCheck:
 
 class Limits:
     """Step 4: maximum size and per-sender rate; one refusal notice per window."""
+
+    runs_on_recovery = False
 
     def __init__(self, limiter: RateLimiter, max_chars: int) -> None:
         self._limiter = limiter
@@ -130,6 +139,8 @@ class Limits:
 class StoreInbound:
     """Step 5: the message is stored (and its platform id claimed) before any model call."""
 
+    runs_on_recovery = False
+
     def __init__(
         self, store: Store, bus: EventBus, bot_username: Callable[[str], str | None]
     ) -> None:
@@ -138,8 +149,6 @@ class StoreInbound:
         self._bot_username = bot_username
 
     async def __call__(self, turn: Turn) -> None:
-        if turn.recovered:
-            return
         msg = turn.message
         is_command = parse_command(msg.text, self._bot_username(msg.channel_type.value)) is not None
         status = Status.COMMAND if is_command else Status.PENDING
@@ -162,6 +171,8 @@ class StatusFacts:
 
 class SessionStage:
     """Step 6: slash commands, then the session's history trimmed to the budget."""
+
+    runs_on_recovery = True
 
     def __init__(
         self,
@@ -202,6 +213,8 @@ class SessionStage:
 
 class ModelCall:
     """Step 7: the provider chain (retries, fallbacks), streamed to the sink when there is one."""
+
+    runs_on_recovery = True
 
     def __init__(
         self,

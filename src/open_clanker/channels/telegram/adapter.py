@@ -1,0 +1,296 @@
+"""The Telegram channel: python-telegram-bot's `Bot` driven by our own loop in the gateway's loop.
+
+Polling mode long-polls `getUpdates` in one task (restarted with capped backoff on failure and
+by a per-round deadline when it stalls); webhook mode registers the URL and takes updates from
+`handle_webhook`, which the HTTP server calls. Sending renders Markdown to escaped HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+
+import structlog
+
+# Opt in to PTB's future `timedelta` time periods now: no deprecation warnings on RetryAfter.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+from telegram import Bot, BotCommand, ReplyParameters, Update  # noqa: E402
+from telegram.constants import ChatAction, ParseMode  # noqa: E402
+from telegram.error import InvalidToken, RetryAfter, TelegramError  # noqa: E402
+from telegram.request import HTTPXRequest  # noqa: E402
+
+from open_clanker.channels.base import ChannelHealth, ChannelState, Submit  # noqa: E402
+from open_clanker.channels.telegram.config import TelegramConfig  # noqa: E402
+from open_clanker.channels.telegram.errors import (  # noqa: E402
+    channel_error,
+    describe,
+    is_entity_error,
+    retry_after_s,
+)
+from open_clanker.channels.telegram.formatting import render  # noqa: E402
+from open_clanker.channels.telegram.splitting import split_for_telegram  # noqa: E402
+from open_clanker.channels.telegram.updates import (  # noqa: E402
+    ALLOWED_UPDATES,
+    BotIdentity,
+    ignored_reason,
+    inbound_from_update,
+)
+from open_clanker.core.types import ChannelType  # noqa: E402
+from open_clanker.storage.outbox import OutboxItem  # noqa: E402
+
+log = structlog.get_logger("open_clanker.telegram")
+
+COMMANDS = (
+    BotCommand("help", "What I can do"),
+    BotCommand("new", "Start a fresh conversation"),
+    BotCommand("reset", "Start a fresh conversation"),
+    BotCommand("status", "Model and conversation state"),
+    BotCommand("start", "Say hello"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PollTiming:
+    """Long-poll length, the watchdog's deadline for one round, and the reconnect backoff."""
+
+    poll_timeout_s: int = 30
+    stall_after_s: float = 90.0
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+def build_bot(config: TelegramConfig, timing: PollTiming) -> Bot:
+    """A PTB `Bot` on `api_base_url`; the long-poll read timeout exceeds the poll length."""
+    base = config.api_base_url.rstrip("/")
+    request = HTTPXRequest(
+        connection_pool_size=8,
+        connect_timeout=10.0,
+        read_timeout=20.0,
+        write_timeout=20.0,
+        pool_timeout=5.0,
+    )
+    # PTB adds the getUpdates `timeout` to this read timeout.
+    poll_request = HTTPXRequest(
+        connection_pool_size=1, connect_timeout=10.0, read_timeout=10.0, pool_timeout=5.0
+    )
+    return Bot(
+        config.bot_token.get_secret_value(),
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+        request=request,
+        get_updates_request=poll_request,
+    )
+
+
+class TelegramChannel:
+    type = ChannelType.TELEGRAM
+    webhook_path = "/telegram/webhook"
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        *,
+        bot: Bot | None = None,
+        timing: PollTiming = PollTiming(),
+    ) -> None:
+        self.config = config
+        self.health = ChannelHealth()
+        self.bot_username: str | None = None
+        self._bot_id: int | None = None
+        self._token = config.bot_token.get_secret_value()
+        self._timing = timing
+        self._bot = bot if bot is not None else build_bot(config, timing)
+        self._submit: Submit | None = None
+        self._offset: int | None = None
+        self._ready = False
+        self._failing = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    def split(self, text: str) -> list[str]:
+        return split_for_telegram(text)
+
+    async def send(self, item: OutboxItem) -> None:
+        chat_id = _chat_id(item.channel_id)
+        thread_id = int(item.thread_id) if item.thread_id else None
+        reply = (
+            ReplyParameters(message_id=int(item.reply_to), allow_sending_without_reply=True)
+            if item.reply_to
+            else None
+        )
+        rendered = render(item.text)
+        try:
+            try:
+                await self._bot.send_message(
+                    chat_id,
+                    rendered.html if rendered.visible.strip() else item.text,
+                    parse_mode=ParseMode.HTML if rendered.visible.strip() else None,
+                    message_thread_id=thread_id,
+                    reply_parameters=reply,
+                )
+            except TelegramError as exc:
+                if not is_entity_error(exc):
+                    raise
+                log.warning("telegram_entities_rejected", chat=item.channel_id, seq=item.seq)
+                await self._bot.send_message(
+                    chat_id,
+                    rendered.visible if rendered.visible.strip() else item.text,
+                    message_thread_id=thread_id,
+                    reply_parameters=reply,
+                )
+        except TelegramError as exc:
+            raise channel_error(exc, self._token) from None
+        self._contact()
+
+    async def typing(self, chat_id: str, thread_id: str | None) -> None:
+        try:
+            await self._bot.send_chat_action(
+                _chat_id(chat_id),
+                ChatAction.TYPING,
+                message_thread_id=int(thread_id) if thread_id else None,
+            )
+        except TelegramError as exc:
+            raise channel_error(exc, self._token) from None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, submit: Submit) -> None:
+        """Connect once (so `bot_username` is known when this returns, if Telegram answers),
+        then keep the connection alive in the background."""
+        self._submit = submit
+        self.health.state = ChannelState.STARTING
+        try:
+            await self._setup()
+        except TelegramError as exc:
+            self._failed("telegram_start_failed", exc, self._timing.backoff_min_s)
+        self._task = asyncio.create_task(self._run(), name="telegram")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(TelegramError):
+            await self._bot.shutdown()
+        self.health.state = ChannelState.STOPPED
+        log.info("telegram_stopped")
+
+    async def _setup(self) -> None:
+        await self._bot.initialize()
+        me = await self._bot.get_me()
+        self.bot_username, self._bot_id = me.username, me.id
+        await self._bot.set_my_commands(list(COMMANDS))
+        if self.config.mode == "webhook":
+            await self._bot.set_webhook(
+                url=self.config.webhook_url,
+                secret_token=self.config.webhook_secret.get_secret_value() or None,
+                allowed_updates=list(ALLOWED_UPDATES),
+            )
+        else:
+            await self._bot.delete_webhook()
+        self._ready = True
+        self._failing = False
+        self.health.contact()
+        log.info("telegram_connected", bot=self.bot_username, mode=self.config.mode)
+
+    async def _run(self) -> None:
+        delay = self._timing.backoff_min_s
+        while True:
+            try:
+                async with asyncio.timeout(self._timing.stall_after_s):
+                    if not self._ready:
+                        await self._setup()
+                    if self.config.mode == "webhook":
+                        return  # Telegram pushes updates to handle_webhook from now on
+                    await self._poll_once()
+            except TimeoutError:
+                # The watchdog: a round that takes far longer than a long poll is stuck.
+                self.health.degrade("the Telegram poll loop stalled and was restarted")
+                self._failing = True
+                log.warning("telegram_poll_stalled", stall_after_s=self._timing.stall_after_s)
+                continue
+            except TelegramError as exc:
+                wait = retry_after_s(exc) if isinstance(exc, RetryAfter) else delay
+                event = "telegram_setup_failed" if not self._ready else "telegram_poll_failed"
+                self._failed(event, exc, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self._timing.backoff_max_s)
+                continue
+            delay = self._timing.backoff_min_s
+
+    async def _poll_once(self) -> None:
+        updates = await self._bot.get_updates(
+            offset=self._offset,
+            timeout=self._timing.poll_timeout_s,
+            allowed_updates=list(ALLOWED_UPDATES),
+        )
+        self._contact()
+        for update in updates:
+            # Advance first: an update that breaks us must not be fetched forever.
+            self._offset = update.update_id + 1
+            await self._dispatch(update)
+
+    def _failed(self, event: str, exc: TelegramError, retry_in: float) -> None:
+        detail = describe(exc, self._token)
+        if isinstance(exc, InvalidToken):
+            detail = "Telegram refused the bot token; check [channels.telegram].bot_token"
+        self.health.degrade(detail)
+        self._failing = True
+        log.warning(event, error=detail, retry_in=round(retry_in, 2))
+
+    def _contact(self) -> None:
+        self.health.contact()
+        if self._failing:
+            self._failing = False
+            log.info("telegram_recovered", bot=self.bot_username)
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def handle_webhook(self, secret_header: str | None, body: bytes) -> int:
+        """One webhook request: 401 wrong secret, 400 bad body, 503 not started, else 200."""
+        expected = self.config.webhook_secret.get_secret_value()
+        if (
+            not expected
+            or secret_header is None
+            or not hmac.compare_digest(secret_header.encode(), expected.encode())
+        ):
+            log.warning("telegram_webhook_refused")
+            return 401
+        if self._submit is None:
+            return 503
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                return 400
+            update = Update.de_json(data, self._bot)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("telegram_webhook_bad_body", size=len(body))
+            return 400
+        self._contact()
+        await self._dispatch(update)
+        return 200
+
+    async def _dispatch(self, update: Update) -> None:
+        assert self._submit is not None
+        reason = ignored_reason(update)
+        inbound = (
+            None
+            if reason is not None
+            else inbound_from_update(update, BotIdentity(self._bot_id, self.bot_username))
+        )
+        if inbound is None:
+            log.info("telegram_update_ignored", update_id=update.update_id, reason=reason or "unsupported")
+            return
+        await self._submit(inbound)
+
+
+def _chat_id(value: str) -> int | str:
+    """Chat ids are numbers; `@channelusername` stays a string."""
+    return int(value) if value.lstrip("-").isdigit() else value

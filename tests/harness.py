@@ -1,0 +1,67 @@
+"""Run the real gateway (Runtime + FastAPI app + uvicorn) on a loopback port inside a test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from open_clanker.config.model import Config
+from open_clanker.gateway.app import create_app
+from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.server import WS_MAX_BYTES, bind_socket
+from open_clanker.gateway.tokens import Tokens
+
+TEST_TOKEN = "test-token-0123456789abcdef"
+
+
+@dataclass
+class RunningGateway:
+    base_url: str
+    token: str
+    runtime: Runtime
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    config: Config | None = None, token: str = TEST_TOKEN
+) -> AsyncIterator[RunningGateway]:
+    config = config or Config()
+    runtime = await Runtime.start(config, Tokens((token,), generated=False))
+    app = create_app(runtime)
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = _QuietServer(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws_max_size=WS_MAX_BYTES,
+        )
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield RunningGateway(f"http://127.0.0.1:{port}", token, runtime)
+    finally:
+        server.should_exit = True
+        await task
+        await runtime.stop(5)
+        sock.close()

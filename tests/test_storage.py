@@ -1,0 +1,159 @@
+"""Storage against SQLite always and PostgreSQL when OPENCLAW_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from open_clanker.core.types import ChannelType, Message, Role, SessionKey
+from open_clanker.storage import Status, Store, outbox_rows
+from open_clanker.storage.access import PairingCode
+from open_clanker.storage.migrations import LATEST, migrate
+from tests.storage_urls import BACKENDS, fresh_store
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async for s in fresh_store(request.param, tmp_path):
+        yield s
+
+
+def msg(text: str, session: str = "telegram:42", role: Role = Role.USER) -> Message:
+    return Message(
+        channel_type=ChannelType.TELEGRAM,
+        channel_id="42",
+        sender="7" if role is Role.USER else "assistant",
+        role=role,
+        text=text,
+        session=SessionKey(session),
+    )
+
+
+async def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
+    assert await migrate(store.engine) == LATEST
+    async with store.engine.connect() as conn:
+        versions = (await conn.execute(sa.text("SELECT version FROM schema_version"))).all()
+    assert [v[0] for v in versions] == list(range(1, LATEST + 1))
+
+
+async def test_accept_is_atomic_with_the_platform_id_claim(store: Store) -> None:
+    first = msg("hi")
+    assert await store.messages.accept(first, "42:1", {"platform_id": "42:1"})
+    assert await store.messages.seen(ChannelType.TELEGRAM, "42:1")
+    again = msg("hi")
+    assert not await store.messages.accept(again, "42:1", {})
+    assert await store.messages.accept(
+        msg("other", session="telegram:43"), "43:1", {}
+    )  # ids are per chat
+    history = await store.messages.history(SessionKey("telegram:42"), 10)
+    assert [m.id for m in history] == [first.id]
+
+
+async def test_history_keeps_roles_order_and_budget(store: Store) -> None:
+    key = SessionKey("telegram:42")
+    for i in range(3):
+        q = msg(f"q{i}")
+        await store.messages.accept(q, None, {})
+        await store.messages.store_reply(msg(f"a{i}", role=Role.ASSISTANT), None, [], answers=q)
+    history = await store.messages.history(key, 4)
+    assert [m.text for m in history] == ["q1", "a1", "q2", "a2"]
+    assert [m.role for m in history] == [Role.USER, Role.ASSISTANT] * 2
+    pending = await store.messages.pending()
+    assert pending == []
+
+
+async def test_reset_starts_a_fresh_generation(store: Store) -> None:
+    key = SessionKey("telegram:42")
+    await store.messages.accept(msg("old"), None, {})
+    assert await store.messages.reset_session(key)
+    await store.messages.accept(msg("new"), None, {})
+    assert [m.text for m in await store.messages.history(key, 10)] == ["new"]
+    assert not await store.messages.reset_session(SessionKey("telegram:nope"))
+    assert await store.messages.session_messages(SessionKey("telegram:nope"), 10) is None
+
+
+async def test_notices_and_commands_stay_out_of_context(store: Store) -> None:
+    key = SessionKey("telegram:42")
+    await store.messages.accept(msg("/help"), None, {}, status=Status.COMMAND)
+    await store.messages.store_reply(
+        msg("help text", role=Role.ASSISTANT), None, [], status=Status.NOTICE
+    )
+    await store.messages.accept(msg("real question"), None, {})
+    assert [m.text for m in await store.messages.history(key, 10)] == ["real question"]
+    listed = await store.messages.session_messages(key, 10)
+    assert listed is not None and len(listed) == 3  # but they are on record
+
+
+async def test_pending_survive_and_carry_context(store: Store) -> None:
+    m = msg("unanswered")
+    await store.messages.accept(m, "42:9", {"platform_id": "42:9", "reply_target": "9"})
+    pending = await store.messages.pending()
+    assert [p.message.id for p in pending] == [m.id]
+    assert pending[0].context["reply_target"] == "9"
+    assert pending[0].message.timestamp == m.timestamp
+
+
+async def test_outbox_heads_are_in_order_per_chat(store: Store) -> None:
+    reply = msg("long", role=Role.ASSISTANT)
+    rows = outbox_rows(reply.id, "telegram", "42", ["p1", "p2", "p3"])
+    rows += outbox_rows("other", "telegram", "43", ["x1"])
+    await store.messages.store_reply(reply, None, rows)
+    heads = await store.outbox.heads()
+    assert [(h.channel_id, h.text) for h in heads] == [("42", "p1"), ("43", "x1")]
+    await store.outbox.mark_sent(heads[0].seq)
+    await store.outbox.mark_retry(heads[1].seq, 60, "429")
+    heads = await store.outbox.heads()
+    assert [(h.channel_id, h.text) for h in heads] == [("42", "p2"), ("43", "x1")]
+    assert heads[1].attempts == 1 and heads[1].next_attempt_at > time.time() + 50
+    await store.outbox.mark_dead(heads[1].seq, "gone")
+    assert [h.text for h in await store.outbox.heads()] == ["p2"]
+    assert await store.outbox.count("pending") == 2
+
+
+async def test_pairing_codes_single_use_and_revocation(store: Store) -> None:
+    now = time.time()
+    code = PairingCode("ABCD2345", "telegram", "7", "7", now, now + 3600, now)
+    await store.access.create_code(code)
+    assert [c.code for c in await store.access.pending_codes(now)] == ["ABCD2345"]
+    approved = await store.access.approve("ABCD2345", now)
+    assert approved is not None and approved.sender == "7"
+    assert await store.access.is_allowed("telegram", "7")
+    assert await store.access.approve("ABCD2345", now) is None  # single use
+    assert await store.access.revoke("telegram", "7")
+    assert not await store.access.is_allowed("telegram", "7")
+    expired = PairingCode("EXPD2345", "telegram", "8", "8", now - 7200, now - 3600, now - 7200)
+    await store.access.create_code(expired)
+    assert await store.access.approve("EXPD2345", now) is None
+
+
+async def test_idempotency_first_answer_wins(store: Store) -> None:
+    await store.idempotency.put("k", '{"a": 1}')
+    await store.idempotency.put("k", '{"a": 2}')
+    assert await store.idempotency.get("k") == '{"a": 1}'
+    assert await store.idempotency.get("missing") is None
+
+
+async def test_sessions_listed_newest_first(store: Store) -> None:
+    await store.messages.accept(msg("a", session="telegram:1"), None, {})
+    await store.messages.accept(msg("b", session="telegram:2"), None, {})
+    sessions = await store.messages.list_sessions(10)
+    assert [s.key for s in sessions] == ["telegram:2", "telegram:1"]
+    assert sessions[0].message_count == 1
+    counts = await store.messages.counts()
+    assert counts == {"messages": 2, "sessions": 2, "pending": 2}
+
+
+async def test_sqlite_pragmas(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path}/p.db")
+    try:
+        async with store.engine.connect() as conn:
+            mode = (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar()
+            fks = (await conn.execute(sa.text("PRAGMA foreign_keys"))).scalar()
+            busy = (await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar()
+        assert (mode, fks, busy) == ("wal", 1, 10000)
+    finally:
+        await store.close()

@@ -1,0 +1,195 @@
+"""The web chat page in headless Chromium against the real gateway on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_ws import TOKEN, Gateway, run_gateway
+
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
+
+playwright_api = pytest.importorskip("playwright.async_api")
+expect = playwright_api.expect
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, data_dir: Path) -> AsyncIterator[Gateway]:
+    async with run_gateway(tmp_path) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def open_chat(browser: Any, gw: Gateway, **context: Any) -> Any:
+    page = await (await browser.new_context(**context)).new_page()
+    await page.goto(f"{gw.http}/#token={TOKEN}")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "online")
+    return page
+
+
+async def send(page: Any, text: str, replies: int) -> None:
+    """Type TEXT, press Enter, wait for the REPLIES-th assistant answer to finish."""
+    await page.locator("#input").fill(text)
+    await page.locator("#input").press("Enter")
+    done = page.locator(".msg.assistant:not(.streaming)")
+    await expect(done).to_have_count(replies)
+    await expect(page.locator("#input")).to_be_enabled()
+
+
+async def test_streamed_reply_appears_and_token_leaves_the_url(
+    browser: Any, gateway: Gateway
+) -> None:
+    page = await (await browser.new_context()).new_page()
+    deltas: list[str] = []
+
+    def watch(ws: Any) -> None:
+        def frame(payload: str | bytes) -> None:
+            data = json.loads(payload)
+            if data.get("type") == "delta":
+                deltas.append(data["text"])
+
+        ws.on("framereceived", frame)
+
+    page.on("websocket", watch)
+    await page.goto(f"{gateway.http}/#token={TOKEN}")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "online")
+    assert "token" not in page.url
+    assert await page.evaluate("localStorage.getItem('openClanker.token')") == TOKEN
+
+    await send(page, "Hello **bold** and `code`", replies=1)
+    answer = page.locator(".msg.assistant .bubble").last
+    await expect(answer).to_contain_text("You said: Hello bold and code")
+    await expect(answer.locator("strong")).to_have_text("bold")
+    await expect(answer.locator("code")).to_have_text("code")
+    await expect(page.locator(".msg.user .bubble").last).to_have_text("Hello **bold** and `code`")
+    assert len(deltas) > 1
+    assert "".join(deltas).endswith("Hello **bold** and `code`")
+
+
+async def test_html_in_a_reply_is_shown_as_text(browser: Any, gateway: Gateway) -> None:
+    page = await open_chat(browser, gateway)
+    attack = '<img src=x onerror="window.pwned=1"> [link](javascript:alert(1)) <b>hi</b>'
+    await send(page, attack, replies=1)
+    answer = page.locator(".msg.assistant .bubble").last
+    await expect(answer).to_contain_text('<img src=x onerror="window.pwned=1">')
+    await expect(answer).to_contain_text("<b>hi</b>")
+    assert await page.locator("#messages img").count() == 0
+    assert await page.locator("#messages b").count() == 0
+    assert await page.locator("#messages a").count() == 0
+    assert await page.evaluate("window.pwned") is None
+
+
+async def test_markdown_blocks_and_safe_links(browser: Any, gateway: Gateway) -> None:
+    page = await open_chat(browser, gateway)
+    text = "Intro *soft*\n\n- one\n- two\n\n```python\nprint('<hi>')\n```\n\nsee [docs](https://example.org/a)"
+    await send(page, text, replies=1)
+    answer = page.locator(".msg.assistant .bubble").last
+    await expect(answer.locator("em")).to_have_text("soft")
+    await expect(answer.locator("ul li")).to_have_text(["one", "two"])
+    await expect(answer.locator("pre code")).to_have_text("print('<hi>')")
+    anchor = answer.locator("a")
+    await expect(anchor).to_have_attribute("href", "https://example.org/a")
+    await expect(anchor).to_have_attribute("target", "_blank")
+    await expect(anchor).to_have_attribute("rel", "noopener noreferrer")
+
+
+async def test_reload_keeps_session_and_history(browser: Any, gateway: Gateway) -> None:
+    page = await open_chat(browser, gateway)
+    await send(page, "remember me", replies=1)
+    session = await page.evaluate("localStorage.getItem('openClanker.session')")
+    assert session.startswith("webchat:")
+    current = page.locator(f'.session[data-key="{session}"]')
+    await expect(current).to_have_attribute("aria-current", "true")
+
+    await page.reload()
+    await expect(page.locator(".msg.user .bubble")).to_have_text(["remember me"])
+    await expect(page.locator(".msg.assistant .bubble")).to_contain_text(["You said: remember me"])
+    await expect(page.locator("#chat-title")).to_have_text("remember me")
+    assert await page.evaluate("localStorage.getItem('openClanker.session')") == session
+
+    await page.locator("#new-chat").click()
+    await expect(page.locator(".msg")).to_have_count(0)
+    await send(page, "second chat", replies=1)
+    await expect(page.locator(".session")).to_have_count(2)
+    await expect(page.locator(".session .session-name").first).to_have_text("second chat")
+    await page.locator(f'.session[data-key="{session}"]').click()
+    await expect(page.locator(".msg.user .bubble")).to_have_text(["remember me"])
+
+
+async def test_token_prompt_without_token_and_for_a_wrong_one(
+    browser: Any, gateway: Gateway
+) -> None:
+    page = await (await browser.new_context()).new_page()
+    await page.goto(gateway.http + "/")
+    prompt = page.locator("#token-prompt")
+    await expect(prompt).to_be_visible()
+    await page.locator("#token-input").fill("not-the-token")
+    await page.locator("#token-input").press("Enter")
+    await expect(page.locator("#token-error")).to_contain_text("did not accept")
+    await expect(prompt).to_be_visible()
+    await page.locator("#token-input").fill(TOKEN)
+    await page.locator("#token-input").press("Enter")
+    await expect(prompt).to_be_hidden()
+    await expect(page.locator("#status")).to_have_attribute("data-state", "online")
+
+
+async def test_banner_when_gateway_goes_away(browser: Any, tmp_path: Path, data_dir: Path) -> None:
+    async with run_gateway(tmp_path) as gw:
+        page = await open_chat(browser, gw)
+    # The server has stopped: the page says so and keeps trying.
+    await expect(page.locator("#banner")).to_contain_text("cannot be reached")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "offline")
+
+
+@pytest.mark.parametrize(
+    ("name", "viewport"),
+    [
+        ("webchat.png", {"width": 1280, "height": 800}),
+        ("webchat-mobile.png", {"width": 390, "height": 844}),
+    ],
+)
+async def test_screenshot(
+    browser: Any, gateway: Gateway, tmp_path: Path, name: str, viewport: dict[str, int]
+) -> None:
+    page = await open_chat(browser, gateway, viewport=viewport, device_scale_factor=1)
+    await send(page, "What can you do?", replies=1)
+    await send(
+        page,
+        "Show me a **list** and some code:\n\n1. Read the `config`\n2. Start the gateway\n\n"
+        "```bash\nopen-clanker serve --port 18789\n```",
+        replies=2,
+    )
+    await expect(page.locator(".session")).to_have_count(1)
+    out = DOCS if os.environ.get("OPENCLAW_TEST_SCREENSHOTS") else tmp_path
+    out.mkdir(exist_ok=True)
+    await page.screenshot(path=str(out / name))

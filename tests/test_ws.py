@@ -1,0 +1,351 @@
+"""The `/ws` endpoint through a real uvicorn server on loopback and a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
+
+from open_clanker.config.model import Config
+from open_clanker.core.errors import InputError
+from open_clanker.core.types import SessionKey
+from open_clanker.gateway.app import create_app
+from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.tokens import Tokens
+from open_clanker.gateway.ws import WSLimits, open_ws_connections
+from open_clanker.gateway.ws_frames import (
+    MAX_FRAME_BYTES,
+    bearer_token,
+    origin_allowed,
+    parse_frame,
+)
+
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+WS_MAX_BYTES = MAX_FRAME_BYTES + 1024  # as the gateway's server sets it
+
+
+@dataclass
+class Gateway:
+    runtime: Runtime
+    app: FastAPI
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@asynccontextmanager
+async def run_gateway(
+    tmp_path: Path, *, limits: WSLimits | None = None, **server: Any
+) -> AsyncIterator[Gateway]:
+    """The real runtime and app (echo provider) behind a real uvicorn on 127.0.0.1:<free>."""
+    config = Config.model_validate(
+        {
+            "storage": {"url": f"sqlite:///{tmp_path}/gateway.db"},
+            "limits": {"messages_per_minute": 1000},
+            "server": server,
+        }
+    )
+    runtime = await Runtime.start(config, Tokens((TOKEN,), generated=False))
+    app = create_app(runtime)
+    if limits is not None:
+        app.state.ws_limits = limits
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # clients may connect at once: the backlog holds them until uvicorn accepts
+    server_ = uvicorn.Server(
+        uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", ws_max_size=WS_MAX_BYTES
+        )
+    )
+    task = asyncio.create_task(server_.serve(sockets=[sock]))
+    try:
+        yield Gateway(runtime, app, sock.getsockname()[1])
+    finally:
+        server_.should_exit = True
+        await task
+        await runtime.stop(5)
+        sock.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, data_dir: Path) -> AsyncIterator[Gateway]:
+    async with run_gateway(tmp_path) as gw:
+        yield gw
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    return frame
+
+
+async def recv_until(
+    ws: ClientConnection, kind: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Frames up to (not including) the first of `kind`, and that frame."""
+    before: list[dict[str, Any]] = []
+    while True:
+        frame = await recv(ws)
+        if frame["type"] == kind:
+            return before, frame
+        before.append(frame)
+
+
+async def closed_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes; the close code it sent."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), 10)
+    except ConnectionClosed:
+        return ws.close_code
+
+
+# --- pure parts -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "cors", "ok"),
+    [
+        (None, "127.0.0.1:8000", [], True),
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", [], True),
+        ("http://localhost", "localhost:80", [], True),
+        ("https://chat.example", "chat.example", [], True),
+        ("http://evil.example", "127.0.0.1:8000", [], False),
+        ("http://127.0.0.1:9999", "127.0.0.1:8000", [], False),
+        ("null", "127.0.0.1:8000", [], False),
+        ("https://app.example", "127.0.0.1:8000", ["https://app.example/"], True),
+    ],
+)
+def test_origin_allowed(origin: str | None, host: str, cors: list[str], ok: bool) -> None:
+    assert origin_allowed(origin, host, cors) is ok
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [(None, None), ("", None), ("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic x", None)],
+)
+def test_bearer_token(header: str | None, token: str | None) -> None:
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{", "invalid_json"),
+        ("[1]", "invalid_input"),
+        ('{"type": "nope"}', "invalid_input"),
+        ('{"type": "chat", "id": "1"}', "invalid_input"),
+        ('{"type": "chat", "id": 5, "text": "hi"}', "invalid_input"),
+    ],
+)
+def test_parse_frame_rejects(raw: str, code: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_frame(raw)
+    assert caught.value.code == code
+
+
+# --- through the server ---------------------------------------------------------------------
+
+
+async def test_header_auth_and_streamed_chat(gateway: Gateway) -> None:
+    async with connect(gateway.ws, additional_headers=AUTH) as ws:
+        await ws.send(
+            json.dumps({"type": "chat", "id": "c1", "text": "hello there", "session": "w"})
+        )
+        assert await recv(ws) == {"type": "ack", "id": "c1"}
+        before, reply = await recv_until(ws, "reply")
+    deltas = [f for f in before if f["type"] == "delta"]
+    assert len(deltas) > 1
+    assert all(f["id"] == "c1" for f in deltas)
+    assert "".join(f["text"] for f in deltas) == reply["reply"]["content"]
+    assert "hello there" in reply["reply"]["content"]
+    assert reply["id"] == "c1"
+    assert reply["session"] == "webchat:w"
+    assert reply["message"]["role"] == "assistant"
+    assert reply["message"]["session"] == "webchat:w"
+    assert reply["reply"]["provider"] == "echo"
+    history = await gateway.runtime.store.messages.session_messages(
+        SessionKey("webchat:w"), 10, None
+    )
+    assert history is not None
+    assert [m.text for m in history][-1] == reply["reply"]["content"]
+
+
+async def test_first_frame_auth_and_new_session(gateway: Gateway) -> None:
+    async with connect(gateway.ws) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": TOKEN}))
+        await ws.send(json.dumps({"type": "chat", "id": "a", "text": "hi"}))
+        assert await recv(ws) == {"type": "ack", "id": "a"}
+        _, reply = await recv_until(ws, "reply")
+    assert reply["session"].startswith("webchat:")
+    assert len(reply["session"]) > len("webchat:")
+
+
+@pytest.mark.parametrize("how", ["header", "frame", "not_auth_frame"])
+async def test_bad_token_closes_1008(gateway: Gateway, how: str) -> None:
+    headers = {"Authorization": "Bearer wrong"} if how == "header" else {}
+    async with connect(gateway.ws, additional_headers=headers) as ws:
+        if how == "frame":
+            await ws.send(json.dumps({"type": "auth", "token": "wrong"}))
+        elif how == "not_auth_frame":
+            await ws.send(json.dumps({"type": "ping"}))
+        frame = await recv(ws)
+        assert frame["type"] == "error"
+        assert frame["code"] == "unauthorized"
+        assert await closed_code(ws) == 1008
+
+
+async def test_no_auth_frame_in_time_closes(tmp_path: Path, data_dir: Path) -> None:
+    async with (
+        run_gateway(tmp_path, limits=WSLimits(auth_timeout_s=0.2)) as gw,
+        connect(gw.ws) as ws,
+    ):
+        frame = await recv(ws)
+        assert frame["code"] == "unauthorized"
+        assert await closed_code(ws) == 1008
+
+
+async def test_subscribe_receives_other_connections_messages(gateway: Gateway) -> None:
+    async with (
+        connect(gateway.ws, additional_headers=AUTH) as watcher,
+        connect(gateway.ws, additional_headers=AUTH) as talker,
+    ):
+        await watcher.send(json.dumps({"type": "subscribe"}))
+        # The ping's pong proves the subscription frame was handled before the chat starts.
+        await watcher.send(json.dumps({"type": "ping"}))
+        assert await recv(watcher) == {"type": "pong"}
+        await talker.send(
+            json.dumps({"type": "chat", "id": "x", "text": "watched", "session": "s"})
+        )
+        _, reply = await recv_until(talker, "reply")
+        first = await recv(watcher)
+        second = await recv(watcher)
+    assert first["type"] == second["type"] == "event"
+    assert first["message"]["text"] == "watched"
+    assert first["message"]["role"] == "user"
+    assert second["message"] == reply["message"]
+
+
+async def test_malformed_frames_get_errors_and_socket_stays(gateway: Gateway) -> None:
+    async with connect(gateway.ws, additional_headers=AUTH) as ws:
+        await ws.send("{not json")
+        assert (await recv(ws))["code"] == "invalid_json"
+        await ws.send(json.dumps({"type": "launch"}))
+        assert (await recv(ws))["code"] == "invalid_input"
+        await ws.send(json.dumps({"type": "chat", "id": "q"}))
+        frame = await recv(ws)
+        assert frame == {
+            "type": "error",
+            "code": "invalid_input",
+            "id": "q",
+            "message": frame["message"],
+        }
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await recv(ws) == {"type": "pong"}
+
+
+async def test_text_over_limit_is_refused(tmp_path: Path, data_dir: Path) -> None:
+    async with (
+        run_gateway(tmp_path, max_message_chars=10) as gw,
+        connect(gw.ws, additional_headers=AUTH) as ws,
+    ):
+        await ws.send(json.dumps({"type": "chat", "id": "long", "text": "x" * 11}))
+        frame = await recv(ws)
+        assert frame["type"] == "error"
+        assert frame["code"] == "message_too_long"
+        assert frame["id"] == "long"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await recv(ws) == {"type": "pong"}
+
+
+async def test_command_reply(gateway: Gateway) -> None:
+    async with connect(gateway.ws, additional_headers=AUTH) as ws:
+        await ws.send(json.dumps({"type": "chat", "id": "h", "text": "/help", "session": "c"}))
+        _, reply = await recv_until(ws, "reply")
+    assert reply["reply"]["provider"] == "gateway"
+    assert reply["reply"]["content"] == reply["message"]["text"] != ""
+
+
+async def test_frame_over_1_mib_closes_1009(gateway: Gateway) -> None:
+    async with connect(gateway.ws, additional_headers=AUTH, max_size=None) as ws:
+        await ws.send("x" * (MAX_FRAME_BYTES + 1))
+        assert await closed_code(ws) == 1009
+
+
+async def test_connection_cap_closes_1013(tmp_path: Path, data_dir: Path) -> None:
+    cap = open_ws_connections() + 1
+    async with (
+        run_gateway(tmp_path, max_ws_connections=cap) as gw,
+        connect(gw.ws, additional_headers=AUTH) as first,
+    ):
+        await first.send(json.dumps({"type": "ping"}))
+        assert await recv(first) == {"type": "pong"}
+        async with connect(gw.ws, additional_headers=AUTH) as second:
+            assert await closed_code(second) == 1013
+            assert second.close_reason == "try again later"
+
+
+async def test_cross_site_origin_refused(gateway: Gateway) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            gateway.ws, additional_headers=AUTH, origin=Origin("http://evil.example")
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(
+        gateway.ws,
+        additional_headers=AUTH,
+        origin=Origin(f"http://127.0.0.1:{gateway.port}"),
+    ) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await recv(ws) == {"type": "pong"}
+
+
+async def test_client_leaving_mid_stream_still_stores_reply(gateway: Gateway) -> None:
+    async with gateway.runtime.bus.subscribe() as events:
+        async with connect(gateway.ws, additional_headers=AUTH) as ws:
+            await ws.send(
+                json.dumps({"type": "chat", "id": "g", "text": "bye now", "session": "gone"})
+            )
+            assert await recv(ws) == {"type": "ack", "id": "g"}
+        # The socket is closed; the turn still finishes and its reply is published and stored.
+        while (message := await asyncio.wait_for(events.get(), 10)).role.value != "assistant":
+            pass
+    assert "bye now" in message.text
+    assert message.session == "webchat:gone"
+
+
+async def test_concurrent_chats_on_one_socket(gateway: Gateway) -> None:
+    async with connect(gateway.ws, additional_headers=AUTH) as ws:
+        for n in range(3):
+            await ws.send(
+                json.dumps({"type": "chat", "id": f"m{n}", "text": f"n{n}", "session": f"s{n}"})
+            )
+        replies: dict[str, str] = {}
+        texts: dict[str, str] = {}
+        while len(replies) < 3:
+            frame = await recv(ws)
+            if frame["type"] == "delta":
+                texts[frame["id"]] = texts.get(frame["id"], "") + frame["text"]
+            elif frame["type"] == "reply":
+                replies[frame["id"]] = frame["reply"]["content"]
+    assert replies == texts
+    assert all(f"n{n}" in replies[f"m{n}"] for n in range(3))
