@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,10 +48,10 @@ for _name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty data dir and working directory, so no real config or database is touched."""
     d = tmp_path / "data"
     monkeypatch.setenv("OPENCLAW_DATA_DIR", str(d))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    yield d
+    return d

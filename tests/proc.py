@@ -61,7 +61,7 @@ class GatewayProcess:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
+                _out, err = self.proc.communicate()
                 raise AssertionError(f"gateway exited {self.proc.returncode}: {err[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/health", timeout=1) as r:

@@ -327,6 +327,10 @@ def test_retry_after_http_date() -> None:
         ('{"error":"model not found"}', "model not found"),
         ("<html>\n  Bad   gateway</html>", "<html> Bad gateway</html>"),
         ("x" * 1000, "x" * 199 + "…"),
+        (
+            '{"error":{"message":"Incorrect API key provided: sk-proj-ab***wxyz. Find yours."}}',
+            "Incorrect API key provided: [redacted]. Find yours.",
+        ),
         ("", ""),
     ],
 )

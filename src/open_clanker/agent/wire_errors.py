@@ -7,6 +7,7 @@ key is never an input here, so no message can carry it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -53,8 +54,13 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
+# OpenAI echoes a masked key ("Incorrect API key provided: sk-abc***wxyz"); even part of a key
+# stays out of our messages and logs.
+_KEY_LIKE = re.compile(r"\b(?:sk|key|api)[-_][A-Za-z0-9*_\-]{6,}", re.IGNORECASE)
+
+
 def _truncate(text: str) -> str:
-    text = " ".join(text.split())
+    text = _KEY_LIKE.sub("[redacted]", " ".join(text.split()))
     if len(text) <= MAX_VENDOR_MESSAGE_CHARS:
         return text
     return text[: MAX_VENDOR_MESSAGE_CHARS - 1] + "…"

@@ -1,10 +1,16 @@
-"""Bearer auth for the API routes (SPEC §5). Tokens never travel in a query string."""
+"""Bearer auth for the API routes (SPEC §5). Tokens never travel in a query string.
+
+Failed attempts count per client address; 10 in a minute lock that address out for 5 minutes,
+whatever it sends.
+"""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from open_clanker.core.errors import AuthError
+from open_clanker.core.errors import AuthError, RateLimitError
+from open_clanker.gateway.client_ip import client_ip
+from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.tokens import Tokens
 
 
@@ -17,8 +23,29 @@ def bearer_token(authorization: str | None) -> str | None:
     return value.strip()
 
 
+def request_ip(request: Request) -> str:
+    runtime = request.app.state.runtime
+    peer = request.client.host if request.client else None
+    return client_ip(
+        peer, request.headers.get("x-forwarded-for"), runtime.config.server.trusted_proxies
+    )
+
+
+def locked_out_error(retry_after: float) -> RateLimitError:
+    return RateLimitError(
+        "Too many failed sign-in attempts from your address; try again later.", retry_after
+    )
+
+
 async def require_token(request: Request) -> None:
-    tokens: Tokens = request.app.state.runtime.tokens
+    runtime = request.app.state.runtime
+    tokens: Tokens = runtime.tokens
+    lockout: AuthLockout = runtime.lockout
+    addr = request_ip(request)
+    wait = lockout.retry_after(addr)
+    if wait is not None:
+        raise locked_out_error(wait)
     presented = bearer_token(request.headers.get("authorization"))
     if presented is None or not tokens.check(presented):
+        lockout.failed(addr)
         raise AuthError("A valid bearer token is required: send 'Authorization: Bearer <token>'.")

@@ -5,6 +5,7 @@ Written as raw ASGI rather than BaseHTTPMiddleware: it sits on every request's h
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
+from fastapi import HTTPException
 
 from open_clanker.gateway.hosts import HostPolicy
 
@@ -24,6 +26,39 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = structlog.get_logger("open_clanker.access")
 
 _UNGUARDED_PATHS = frozenset({"/health"})
+
+MAX_BODY_BYTES = 1_048_576  # far above max_message_chars; bounds memory per request
+BODY_CHUNK_TIMEOUT_S = 30.0  # a client trickling its body is cut off, not waited on forever
+
+
+class _BodyRefused(HTTPException):
+    """Raised from `receive`; FastAPI re-raises HTTPExceptions from body reading as they are."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _limited_receive(receive: Receive) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        try:
+            message = await asyncio.wait_for(receive(), BODY_CHUNK_TIMEOUT_S)
+        except TimeoutError:
+            raise _BodyRefused(
+                408, "request_timeout", "The request body arrived too slowly."
+            ) from None
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyRefused(
+                    413, "request_too_large", f"The request body is over {MAX_BODY_BYTES} bytes."
+                )
+        return message
+
+    return wrapped
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -64,19 +99,32 @@ class GatewayGuard:
             with structlog.contextvars.bound_contextvars(request_id=request_id):
                 await self.app(scope, receive, send)
             return
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _send_json(
+                send, 413, "request_too_large", f"The request body is over {MAX_BODY_BYTES} bytes."
+            )
+            return
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            nonlocal response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, _limited_receive(receive), send_wrapper)
+            except _BodyRefused as refused:
+                status = refused.status
+                if not response_started:
+                    await _send_json(send, refused.status, refused.code, refused.message)
             finally:
                 if path != "/health":
                     # Path only: query strings never reach the log.
@@ -94,22 +142,24 @@ class GatewayGuard:
             await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
             await send({"type": "websocket.http.response.body", "body": b""})
             return
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "forbidden_host",
-                    "message": "This Host is not served here; add it to server.allowed_hosts.",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await _send_json(
+            send,
+            403,
+            "forbidden_host",
+            "This Host is not served here; add it to server.allowed_hosts.",
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

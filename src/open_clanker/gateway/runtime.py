@@ -25,6 +25,8 @@ from open_clanker.channels.registry import build_channels
 from open_clanker.config.model import Config
 from open_clanker.config.paths import default_storage_url
 from open_clanker.core.types import ChannelType
+from open_clanker.gateway.lockout import AuthLockout
+from open_clanker.gateway.metrics import GatewayMetrics
 from open_clanker.gateway.tokens import Tokens
 from open_clanker.pipeline.assemble import build_pipeline
 from open_clanker.pipeline.bus import MemoryBus
@@ -33,6 +35,14 @@ from open_clanker.pipeline.pipeline import Pipeline
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.gateway")
+
+
+def _open_websockets() -> int:
+    try:
+        from open_clanker.gateway.ws import open_ws_connections
+    except ImportError:
+        return 0
+    return open_ws_connections()
 
 
 @dataclass
@@ -50,6 +60,8 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     shutting_down: bool = False
     webchat_health: ChannelHealth = field(default_factory=ChannelHealth)
+    lockout: AuthLockout = field(default_factory=AuthLockout)
+    metrics: GatewayMetrics = field(default_factory=lambda: GatewayMetrics(_open_websockets))
     _background: set[asyncio.Task[object]] = field(default_factory=set)
 
     @classmethod
@@ -87,6 +99,7 @@ class Runtime:
             pipeline=pipeline,
             outbox=worker,
         )
+        pipeline.observe = runtime.metrics.observe
         if config.channels.webchat.enabled:
             runtime.webchat_health.contact()
         worker.start()

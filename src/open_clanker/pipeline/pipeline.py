@@ -29,6 +29,7 @@ class Pipeline:
         channels: Channels,
         wake_outbox: Callable[[], None],
         recovery_max_age_s: float,
+        observe: Callable[[Turn, float], None] = lambda _turn, _seconds: None,
     ) -> None:
         self.stages = list(stages)
         self._store = store
@@ -36,6 +37,7 @@ class Pipeline:
         self._channels = channels
         self._wake_outbox = wake_outbox
         self._recovery_max_age_s = recovery_max_age_s
+        self.observe = observe  # metrics hook, called once per finished turn
         self._session_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[Turn]] = set()
         self._in_flight = 0
@@ -52,6 +54,7 @@ class Pipeline:
     ) -> Turn:
         """Take one message all the way; returns the finished turn."""
         turn = Turn(inbound=inbound, sink=sink, recovered=recovered)
+        started = time.perf_counter()
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -70,6 +73,7 @@ class Pipeline:
                     else:
                         turn.ending = Ending.ANSWERED
                     await self._finish(turn)
+            self.observe(turn, time.perf_counter() - started)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from open_clanker.gateway.auth import require_token
 from open_clanker.gateway.runtime import Runtime
@@ -52,3 +52,15 @@ async def status(request: Request) -> dict[str, Any]:
     counts["outbox_pending"] = await runtime.store.outbox.count("pending")
     body["counts"] = counts
     return body
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_token)],
+    response_class=PlainTextResponse,
+    responses=ERROR_RESPONSES,
+    summary="Prometheus metrics",
+)
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
