@@ -46,9 +46,9 @@ class LongMarkdownProvider:
     def text() -> str:
         prose = "\n\n".join(
             f"Paragraph {i}: " + "plain words in a sentence, with one **bold** word. " * 9
-            for i in range(14)
+            for i in range(8)
         )
-        code = "\n".join(f"    value_{i} = compute({i}) * 2  # step {i}" for i in range(60))
+        code = "\n".join(f"    value_{i} = compute({i}) * 2  # step {i}" for i in range(130))
         return f"{prose}\n\n```python\n{code}\n```\n\nThat is all."
 
     async def complete(self, request: ProviderRequest) -> AgentResponse:
@@ -160,7 +160,7 @@ async def test_nine_thousand_chars_arrive_as_three_ordered_parts(
         assert parts[-1].text.endswith("That is all.")
         numbers = [int(n) for p in parts for n in re.findall(r"Paragraph (\d+):", p.text)]
         assert numbers == sorted(numbers)
-        assert set(numbers) == set(range(14))
+        assert set(numbers) == set(range(8))
         # The code block was cut: closed in one part and reopened in the next.
         with_code = [p for p in parts if "value_" in p.text]
         assert len(with_code) == 2
@@ -168,7 +168,7 @@ async def test_nine_thousand_chars_arrive_as_three_ordered_parts(
             assert p.raw.count('<pre><code class="language-python">') == 1
             assert p.raw.count("</code></pre>") == 1
         steps = [int(n) for p in with_code for n in re.findall(r"# step (\d+)", p.text)]
-        assert steps == list(range(60))
+        assert steps == list(range(130))
 
 
 async def test_group_answers_only_when_mentioned_and_quotes_the_user(gw: Gateway) -> None:
