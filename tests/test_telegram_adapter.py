@@ -119,7 +119,9 @@ async def test_edits_are_ignored(
     fresh = double.push(update(message("fresh", chat_id=42)))
     await until(lambda: len(inbox.items) == 1)
     done = fresh["update_id"] + 1
-    await double.wait_until(lambda: any(p.get("offset") == done for p in double.params_of("getUpdates")))
+    await double.wait_until(
+        lambda: any(p.get("offset") == done for p in double.params_of("getUpdates"))
+    )
     assert [i.message.text for i in inbox.items] == ["fresh"]
 
 
@@ -156,7 +158,7 @@ async def test_watchdog_restarts_a_stalled_poll(double: TelegramDouble) -> None:
     assert tg.health.state is ChannelState.CONNECTED
     assert "telegram_poll_stalled" in [e["event"] for e in logs]
     await tg.stop()
-    assert tg.health.state is ChannelState.STOPPED
+    assert tg.health.as_json()["state"] == "stopped"
 
 
 async def test_unreachable_telegram_at_start_keeps_retrying(double: TelegramDouble) -> None:

@@ -84,7 +84,9 @@ async def _gateway(
     tmp_path: Path, double: TelegramDouble, provider: object, **tg_config: object
 ) -> AsyncIterator[Gateway]:
     tg_conf = config_for(double, allowed_chats=[ALLOWED, GROUP], **tg_config)
-    config = Config(access=AccessConfig(dm_policy="pairing"), channels=ChannelsConfig(telegram=tg_conf))
+    config = Config(
+        access=AccessConfig(dm_policy="pairing"), channels=ChannelsConfig(telegram=tg_conf)
+    )
     store = await Store.open(f"sqlite:///{tmp_path}/t.db")
     tg = TelegramChannel(tg_conf, timing=FAST)
     channels = Channels({ChannelType.TELEGRAM: tg})

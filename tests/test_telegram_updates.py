@@ -64,9 +64,7 @@ GROUP = -100123
 def test_group_addressing(
     text: str, extra: dict[str, Any], addressed: bool, expected_text: str
 ) -> None:
-    got = must(
-        update(message(text, chat_id=GROUP, chat_type="supergroup", message_id=31, **extra))
-    )
+    got = must(update(message(text, chat_id=GROUP, chat_type="supergroup", message_id=31, **extra)))
     assert got.is_direct is False
     assert got.addressed is addressed
     assert got.message.text == expected_text
@@ -81,7 +79,9 @@ def test_plain_group_type_too() -> None:
 
 def test_text_mention_of_the_bot() -> None:
     entities = [{"type": "text_mention", "offset": 0, "length": 7, "user": BOT_USER}]
-    got = must(update(message("Clanker hi", chat_id=GROUP, chat_type="supergroup", entities=entities)))
+    got = must(
+        update(message("Clanker hi", chat_id=GROUP, chat_type="supergroup", entities=entities))
+    )
     assert got.addressed is True
     assert got.message.metadata.mentions == (BOT_USERNAME,)
 
@@ -161,7 +161,8 @@ def test_caption_and_largest_photo() -> None:
 )  # fmt: skip
 def test_file_attachments(field: str, obj: dict[str, Any], mime: str, name: str) -> None:
     body = {"file_id": f"F-{field}", "file_unique_id": "u", "file_size": 321, **obj}
-    got = must(update(message(None, **{field: body})))
+    extra: dict[str, Any] = {field: body}
+    got = must(update(message(None, **extra)))
     (att,) = got.message.metadata.attachments
     assert att.id == f"F-{field}"
     assert att.url == f"telegram-file:F-{field}"

@@ -145,6 +145,10 @@ async def test_reload_keeps_session_and_history(browser: Any, gateway: Gateway) 
     await page.locator(f'.session[data-key="{session}"]').click()
     await expect(page.locator(".msg.user .bubble")).to_have_text(["remember me"])
 
+    await send(page, "/new", replies=1)
+    await expect(page.locator(".msg")).to_have_count(1)
+    await expect(page.locator(".msg.assistant")).to_contain_text("Started a new conversation")
+
 
 async def test_token_prompt_without_token_and_for_a_wrong_one(
     browser: Any, gateway: Gateway

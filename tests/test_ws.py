@@ -24,7 +24,7 @@ from open_clanker.core.types import SessionKey
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.tokens import Tokens
-from open_clanker.gateway.ws import WSLimits, open_ws_connections
+from open_clanker.gateway.ws import WSLimits, _Outbox, open_ws_connections
 from open_clanker.gateway.ws_frames import (
     MAX_FRAME_BYTES,
     bearer_token,
@@ -349,3 +349,34 @@ async def test_concurrent_chats_on_one_socket(gateway: Gateway) -> None:
                 replies[frame["id"]] = frame["reply"]["content"]
     assert replies == texts
     assert all(f"n{n}" in replies[f"m{n}"] for n in range(3))
+
+
+class _StuckSocket:
+    """A client that never reads: the writer blocks on its first send."""
+
+    def __init__(self) -> None:
+        self.closed_with: tuple[int, str] | None = None
+        self.release = asyncio.Event()
+
+    async def send_text(self, _text: str) -> None:
+        await self.release.wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+async def test_slow_client_is_dropped_not_buffered() -> None:
+    sock = _StuckSocket()
+    outbox = _Outbox(sock, size=3)  # type: ignore[arg-type]
+    writer = asyncio.create_task(outbox.run())
+    outbox.send({"type": "pong"})
+    await asyncio.sleep(0)  # the writer takes it and blocks on the socket
+    for _ in range(3):
+        outbox.send({"type": "event"}, droppable=True)
+    outbox.send({"type": "event"}, droppable=True)  # full: an event is simply dropped
+    assert not outbox.closed
+    outbox.send({"type": "delta"})  # full: a chat frame cannot be dropped, so the client goes
+    assert outbox.closed
+    sock.release.set()
+    await asyncio.wait_for(writer, 5)
+    assert sock.closed_with == (1008, "client too slow")

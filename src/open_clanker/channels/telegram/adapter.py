@@ -19,29 +19,29 @@ import structlog
 # Opt in to PTB's future `timedelta` time periods now: no deprecation warnings on RetryAfter.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from telegram import Bot, BotCommand, ReplyParameters, Update  # noqa: E402
-from telegram.constants import ChatAction, ParseMode  # noqa: E402
-from telegram.error import InvalidToken, RetryAfter, TelegramError  # noqa: E402
-from telegram.request import HTTPXRequest  # noqa: E402
+from telegram import Bot, BotCommand, ReplyParameters, Update
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import InvalidToken, RetryAfter, TelegramError
+from telegram.request import HTTPXRequest
 
-from open_clanker.channels.base import ChannelHealth, ChannelState, Submit  # noqa: E402
-from open_clanker.channels.telegram.config import TelegramConfig  # noqa: E402
-from open_clanker.channels.telegram.errors import (  # noqa: E402
+from open_clanker.channels.base import ChannelHealth, ChannelState, Submit
+from open_clanker.channels.telegram.config import TelegramConfig
+from open_clanker.channels.telegram.errors import (
     channel_error,
     describe,
     is_entity_error,
     retry_after_s,
 )
-from open_clanker.channels.telegram.formatting import render  # noqa: E402
-from open_clanker.channels.telegram.splitting import split_for_telegram  # noqa: E402
-from open_clanker.channels.telegram.updates import (  # noqa: E402
+from open_clanker.channels.telegram.formatting import render
+from open_clanker.channels.telegram.splitting import split_for_telegram
+from open_clanker.channels.telegram.updates import (
     ALLOWED_UPDATES,
     BotIdentity,
     ignored_reason,
     inbound_from_update,
 )
-from open_clanker.core.types import ChannelType  # noqa: E402
-from open_clanker.storage.outbox import OutboxItem  # noqa: E402
+from open_clanker.core.types import ChannelType
+from open_clanker.storage.outbox import OutboxItem
 
 log = structlog.get_logger("open_clanker.telegram")
 
@@ -286,7 +286,11 @@ class TelegramChannel:
             else inbound_from_update(update, BotIdentity(self._bot_id, self.bot_username))
         )
         if inbound is None:
-            log.info("telegram_update_ignored", update_id=update.update_id, reason=reason or "unsupported")
+            log.info(
+                "telegram_update_ignored",
+                update_id=update.update_id,
+                reason=reason or "unsupported",
+            )
             return
         await self._submit(inbound)
 

@@ -77,7 +77,9 @@ def line_atoms(line: str) -> list[Atom]:
     return out
 
 
-def _inline(line: str, lo: int, hi: int, stack: tuple[Span, ...], out: list[Atom], depth: int) -> None:
+def _inline(
+    line: str, lo: int, hi: int, stack: tuple[Span, ...], out: list[Atom], depth: int
+) -> None:
     i = lo
     while i < hi:
         c = line[i]
@@ -100,12 +102,12 @@ def _span_at(
     """Parse a construct opening at `i`; returns where it ends, or None if there is none."""
     c = line[i]
     if c == "`":
-        j = line.find("`", i + 1, hi)
-        if j <= i + 1:
+        tick = line.find("`", i + 1, hi)
+        if tick <= i + 1:
             return None
         span = Span("code", "`", "`")
-        out.extend(Atom(line[k], k, k + 1, (*stack, span)) for k in range(i + 1, j))
-        return j + 1
+        out.extend(Atom(line[k], k, k + 1, (*stack, span)) for k in range(i + 1, tick))
+        return tick + 1
     if c == "[":
         match = _LINK.match(line, i, hi)
         if match is None:

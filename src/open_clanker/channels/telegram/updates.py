@@ -118,12 +118,15 @@ def _mentions(entities: dict[MessageEntity, str]) -> list[str]:
 
 def _mentions_bot(entities: dict[MessageEntity, str], bot: BotIdentity) -> bool:
     for entity, value in entities.items():
-        if entity.type == MessageEntity.MENTION and bot.username:
-            if value.lstrip("@").lower() == bot.username.lower():
+        if entity.type == MessageEntity.MENTION:
+            if bot.username and value.lstrip("@").lower() == bot.username.lower():
                 return True
-        elif entity.type == MessageEntity.TEXT_MENTION and entity.user is not None:
-            if _is_bot(entity.user.id, entity.user.username, bot):
-                return True
+        elif (
+            entity.type == MessageEntity.TEXT_MENTION
+            and entity.user is not None
+            and _is_bot(entity.user.id, entity.user.username, bot)
+        ):
+            return True
     return False
 
 
@@ -131,7 +134,9 @@ def _command_for_us(entities: dict[MessageEntity, str], bot: BotIdentity) -> boo
     for entity, value in entities.items():
         if entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
             _, _, target = value.partition("@")
-            return not target or (bot.username is not None and target.lower() == bot.username.lower())
+            return not target or (
+                bot.username is not None and target.lower() == bot.username.lower()
+            )
     return False
 
 

@@ -506,7 +506,11 @@
           state.backoffMs = 1000;
           banner(null);
           setStatus("online", "Connected");
-          if (wasDown) refreshSessions();
+          if (wasDown) {
+            // A reply that finished while we were away is in the stored history.
+            refreshSessions();
+            loadHistory();
+          }
         }
         break;
       case "delta":
@@ -548,7 +552,7 @@
     const content = frame.reply && typeof frame.reply.content === "string"
       ? frame.reply.content
       : entry.text;
-    if (entry.command === "/new") {
+    if (entry.command === "/new" || entry.command === "/reset") {
       clearView();
       entry.bubble = addMessage("assistant", content);
     } else {
