@@ -380,3 +380,15 @@ async def test_slow_client_is_dropped_not_buffered() -> None:
     sock.release.set()
     await asyncio.wait_for(writer, 5)
     assert sock.closed_with == (1008, "client too slow")
+
+
+async def test_repeated_bad_tokens_lock_the_address_out(gateway: Gateway) -> None:
+    for _ in range(10):
+        async with connect(gateway.ws, additional_headers={"Authorization": "Bearer no"}) as ws:
+            assert await closed_code(ws) == 1008
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(gateway.ws, additional_headers=good):
+            pass
+    assert refused.value.response.status_code == 429
+    assert int(refused.value.response.headers["Retry-After"]) > 200

@@ -19,7 +19,11 @@ VISION_MIME_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/we
 
 
 def is_image(att: Attachment) -> bool:
-    return att.mime_type.lower() in VISION_MIME_TYPES and bool(att.url)
+    """An image the vendor can fetch or read: platform-internal references (a Telegram file id)
+    are described instead, never sent as a URL the vendor cannot open."""
+    return att.mime_type.lower() in VISION_MIME_TYPES and att.url.startswith(
+        ("https://", "http://", "data:")
+    )
 
 
 def _size(n: int) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from open_clanker.config.model import Config
@@ -29,6 +30,10 @@ from open_clanker.core.types import (
     client_session_key,
 )
 from open_clanker.gateway import ws_frames as frames
+from open_clanker.gateway.auth import locked_out_error
+from open_clanker.gateway.client_ip import client_ip
+from open_clanker.gateway.errors import clanker_error_response
+from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.ws_frames import AuthFrame, ChatFrame, Frame, PingFrame, SubscribeFrame
 from open_clanker.pipeline.context import Ending, Turn
 from open_clanker.pipeline.pipeline import Pipeline
@@ -61,6 +66,8 @@ class WSRuntime(Protocol):
     def bus(self) -> EventSource: ...
     @property
     def pipeline(self) -> Pipeline: ...
+    @property
+    def lockout(self) -> AuthLockout: ...
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         log.warning("ws_origin_refused", origin=origin)
         await websocket.close(CLOSE_POLICY)  # before accept: the upgrade gets a 403
         return
+    peer = websocket.client.host if websocket.client else None
+    addr = client_ip(peer, websocket.headers.get("x-forwarded-for"), server.trusted_proxies)
+    wait = runtime.lockout.retry_after(addr)
+    if wait is not None:
+        log.warning("ws_locked_out", retry_after=round(wait))
+        await _deny(websocket, clanker_error_response(locked_out_error(wait)))
+        return
     await websocket.accept()
     if _open_connections >= server.max_ws_connections:
         log.warning("ws_connection_cap", open=_open_connections)
@@ -200,8 +214,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         if await _authenticate(websocket, runtime, limits):
             await _Connection(websocket, runtime, limits).serve()
+        else:
+            runtime.lockout.failed(addr)
     finally:
         _open_connections -= 1
+
+
+async def _deny(websocket: WebSocket, response: Response) -> None:
+    """Refuse the upgrade with an HTTP answer (429 + Retry-After), or a plain close."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(CLOSE_POLICY)
 
 
 async def _authenticate(websocket: WebSocket, runtime: WSRuntime, limits: WSLimits) -> bool:

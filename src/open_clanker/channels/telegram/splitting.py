@@ -76,7 +76,7 @@ def _code_pieces(opener: str, body: list[str], closed: bool, budget: int) -> lis
         if utf16_len(line) <= budget:
             pieces.append(_Piece(line, utf16_len(line), "\n", fence=opener))
             continue
-        for n, chunk in enumerate(_chunks(line, budget)):
+        for n, chunk in enumerate(_chunks(line, budget - 4)):
             pieces.append(_Piece(chunk, utf16_len(chunk), "\n" if n == 0 else "", fence=opener))
     pieces[0].md = f"{opener}\n{pieces[0].md}"
     pieces[0].opens = True
@@ -101,6 +101,15 @@ def _chunks(line: str, budget: int) -> list[str]:
             end += 1
         if end < len(line) and last_space > start:
             end = last_space + 1
+        # A chunk starts a line of its part: it must not begin like a fence. Move the cut
+        # back, or else forward past the backticks (at most 4 characters: the reserve).
+        if end < len(line) and fence_lang(line[end:]) is not None:
+            back = end
+            while back > start + 1 and fence_lang(line[back:]) is not None:
+                back -= 1
+            end = back if fence_lang(line[back:]) is None else end
+            while end < len(line) and fence_lang(line[end:]) is not None:
+                end += 1
         chunks.append(line[start:end])
         start = end
     return chunks
@@ -152,7 +161,9 @@ def _markdown(line: str, atoms: list[Atom]) -> str:
     first, last = atoms[0], atoms[-1]
     openers = "".join(s.open for s in first.stack)
     closers = "".join(s.close for s in reversed(last.stack))
-    return f"{openers}{line[first.start : last.end]}{closers}"
+    text = f"{openers}{line[first.start : last.end]}{closers}"
+    # A word may start a line of its part: a leading ``` must not open a code block there.
+    return f"\\{text}" if fence_lang(text) is not None else text
 
 
 def _pack(pieces: list[_Piece], limit: int) -> list[tuple[int, int]]:

@@ -1,0 +1,131 @@
+"""Load generator (its own process): POST /api/v1/chat COUNT times with CONCURRENCY in flight.
+
+Run: `.venv/bin/python -m bench.load --url http://127.0.0.1:P --count 3000 --concurrency 1
+[--stream] [--token T] [--warmup 200] [--sessions 50] [--max-seconds 60]`.
+Request i (warm-up first, then measured) sends `{"text": "bench message i", "session":
+"bench-<i mod sessions>"}`, so the run is deterministic. Streamed answers are read to the end
+and must contain the final `done` event (gateway) or `data: [DONE]` (floor). Prints one JSON
+object: count, errors, elapsed_s, rps, p50/p90/p99/max latency in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+import aiohttp
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    url = args.url.rstrip("/") + "/api/v1/chat"
+    headers = {"content-type": "application/json"}
+    if args.token:
+        headers["authorization"] = f"Bearer {args.token}"
+    connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+
+        async def one(i: int) -> float | None:
+            body = {"text": f"bench message {i}", "session": f"bench-{i % args.sessions}"}
+            if args.stream:
+                body["stream"] = True
+            data = json.dumps(body).encode()
+            started = time.perf_counter()
+            try:
+                async with http.post(url, data=data, headers=headers) as r:
+                    raw = await r.read()
+                    status = r.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return None
+            elapsed = (time.perf_counter() - started) * 1000
+            ok = status == 200 and (
+                (b"event: done" in raw or b"data: [DONE]" in raw)
+                if args.stream
+                else raw.startswith(b"{")
+            )
+            if not ok:
+                key = f"http_{status}"
+                errors[key] = errors.get(key, 0) + 1
+                if errors[key] == 1:
+                    errors[key + "_sample"] = raw[:300].decode(errors="replace")  # type: ignore[assignment]
+                return None
+            return elapsed
+
+        async def phase(start: int, count: int, record: bool, deadline: float) -> int:
+            counter = iter(range(start, start + count))
+            done = 0
+
+            async def worker() -> None:
+                nonlocal done
+                for i in counter:
+                    if time.perf_counter() > deadline:
+                        return
+                    ms = await one(i)
+                    done += 1
+                    if record and ms is not None:
+                        latencies.append(ms)
+
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            return done
+
+        await phase(args.offset, args.warmup, False, time.perf_counter() + args.max_seconds)
+        errors.clear()
+        started = time.perf_counter()
+        done = await phase(
+            args.offset + args.warmup, args.count, True, started + args.max_seconds
+        )
+        elapsed = time.perf_counter() - started
+
+    ok = len(latencies)
+    return {
+        "requested": args.count,
+        "sent": done,
+        "ok": ok,
+        "errors": errors,
+        "concurrency": args.concurrency,
+        "stream": args.stream,
+        "elapsed_s": round(elapsed, 3),
+        "rps": round(ok / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(statistics.median(latencies), 3) if ok else None,
+        "p90_ms": round(percentile(latencies, 0.90), 3) if ok else None,
+        "p99_ms": round(percentile(latencies, 0.99), 3) if ok else None,
+        "max_ms": round(max(latencies), 3) if ok else None,
+        "mean_ms": round(statistics.fmean(latencies), 3) if ok else None,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--token", default="")
+    p.add_argument("--count", type=int, default=3000)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--sessions", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0, help="first message number (keeps texts unique)")
+    p.add_argument("--stream", action="store_true")
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    args = p.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
