@@ -24,7 +24,7 @@ typecheck: $(STAMP)
 
 # Browser tests need Debian's chromium; CI runs as root and installs it here.
 browser:
-	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "chromium missing: browser tests will be skipped (run as root to install it)"
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium missing: browser tests will be skipped (run as root to install it)"
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

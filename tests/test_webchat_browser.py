@@ -15,6 +15,10 @@ from tests.test_ws import TOKEN, Gateway, run_gateway
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
+if not CHROMIUM.exists() and os.environ.get("CI"):
+    # On CI `make test` installs chromium first; a missing browser there is a failure, not a skip.
+    raise RuntimeError("CI run without /usr/bin/chromium: `make browser` should have installed it")
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
@@ -190,7 +194,7 @@ async def test_screenshot(
     await send(
         page,
         "Show me a **list** and some code:\n\n1. Read the `config`\n2. Start the gateway\n\n"
-        "```bash\nopen-clanker serve --port 18789\n```",
+        "```bash\nopen-clanker gateway --port 18789\n```",
         replies=2,
     )
     await expect(page.locator(".session")).to_have_count(1)

@@ -52,6 +52,11 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def escape_markdown(text: str) -> str:
+    """Text that shows literally, whatever markup characters it holds."""
+    return "".join(f"\\{c}" if c in _ESCAPABLE else c for c in text)
+
+
 def fence_lang(line: str) -> str | None:
     """The language of a fence line (`""` when none), or None when the line is no fence."""
     match = _FENCE.match(line)

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from open_clanker.channels.telegram.formatting import Atom, fence_lang, line_atoms, utf16_len
+from open_clanker.channels.telegram.formatting import (
+    Atom,
+    Span,
+    escape_markdown,
+    fence_lang,
+    line_atoms,
+    render,
+    utf16_len,
+)
 
 TELEGRAM_LIMIT = 4096
 
@@ -33,9 +41,9 @@ def split_for_telegram(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """The reply as parts of at most `limit` visible UTF-16 units each, in order."""
     if not text.strip():
         return []
-    pieces = _pieces(text, limit)
-    if sum(p.cost for p in pieces) + len(pieces) <= limit:
+    if utf16_len(render(text).visible) <= limit:
         return [text]
+    pieces = _pieces(text, limit)
     return [_join(pieces[a:b]) for a, b in _pack(pieces, limit)]
 
 
@@ -54,7 +62,7 @@ def _pieces(text: str, limit: int) -> list[_Piece]:
             if cost <= budget:
                 out.append(_Piece(line, cost, "\n", blank=not line.strip()))
             else:
-                out.extend(_word_pieces(line, atoms, budget))
+                out.extend(_word_pieces(atoms, budget))
             i += 1
             continue
         opener = line.strip()
@@ -115,8 +123,12 @@ def _chunks(line: str, budget: int) -> list[str]:
     return chunks
 
 
-def _word_pieces(line: str, atoms: list[Atom], budget: int) -> list[_Piece]:
-    """A line too long for one message, as words (markup closed and reopened around each)."""
+def _word_pieces(atoms: list[Atom], budget: int) -> list[_Piece]:
+    """A line too long for one message, as words, each written out with its markup whole.
+
+    A word longer than a message is cut into chunks shown as plain text: glued-together
+    chunks could otherwise pair up markers differently.
+    """
     pieces: list[_Piece] = []
     word: list[Atom] = []
     sep = "\n"
@@ -125,13 +137,15 @@ def _word_pieces(line: str, atoms: list[Atom], budget: int) -> list[_Piece]:
         nonlocal sep
         if not word:
             return
-        for n, chunk in enumerate(_atom_chunks(word, budget)):
-            pieces.append(_Piece(_markdown(line, chunk), _cost(chunk), sep if n == 0 else ""))
+        chunks = _atom_chunks(word, budget)
+        for n, chunk in enumerate(chunks):
+            md = _markdown(chunk, markup=len(chunks) == 1)
+            pieces.append(_Piece(md, _cost(chunk), sep if n == 0 else ""))
         word.clear()
         sep = " "
 
     for atom in atoms:
-        if atom.text == " ":
+        if atom.text.isspace():
             flush()
         else:
             word.append(atom)
@@ -156,14 +170,26 @@ def _cost(atoms: list[Atom]) -> int:
     return utf16_len("".join(a.text for a in atoms))
 
 
-def _markdown(line: str, atoms: list[Atom]) -> str:
-    """The source of a run of atoms, with the markup around its ends reopened and closed."""
-    first, last = atoms[0], atoms[-1]
-    openers = "".join(s.open for s in first.stack)
-    closers = "".join(s.close for s in reversed(last.stack))
-    text = f"{openers}{line[first.start : last.end]}{closers}"
-    # A word may start a line of its part: a leading ``` must not open a code block there.
-    return f"\\{text}" if fence_lang(text) is not None else text
+def _markdown(atoms: list[Atom], *, markup: bool) -> str:
+    """Atoms written back as Markdown that parses to the same atoms: every literal character
+    that could be markup is escaped, and spans are opened and closed around the run."""
+    out: list[str] = []
+    current: tuple[Span, ...] = ()
+    for atom in atoms:
+        stack = atom.stack if markup else ()
+        if stack != current:
+            common = 0
+            while (
+                common < len(stack) and common < len(current) and stack[common] is current[common]
+            ):
+                common += 1
+            out.extend(s.close for s in reversed(current[common:]))
+            out.extend(s.open for s in stack[common:])
+            current = stack
+        in_code = bool(current) and current[-1].tag == "code"
+        out.append(atom.text if in_code else escape_markdown(atom.text))
+    out.extend(s.close for s in reversed(current))
+    return "".join(out)
 
 
 def _pack(pieces: list[_Piece], limit: int) -> list[tuple[int, int]]:
