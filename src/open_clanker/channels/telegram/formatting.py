@@ -157,9 +157,12 @@ def _closer(line: str, marker: str, i: int, hi: int) -> int | None:
         return None  # snake_case words are not emphasis
     if n == 1 and first < hi and line[first] == marker:
         return None
-    j = first + 1
+    j = first
     while j < hi:
-        if line.startswith(marker, j) and j + n <= hi:
+        if line[j] == "\\" and j + 1 < hi and line[j + 1] in _ESCAPABLE:
+            j += 2  # an escaped character is never a marker
+            continue
+        if j > first and line.startswith(marker, j) and j + n <= hi:
             if n == 1 and line.startswith(marker * 2, j):
                 j += 2  # a double marker inside a single one belongs to a nested span
                 continue
@@ -169,9 +172,6 @@ def _closer(line: str, marker: str, i: int, hi: int) -> int | None:
                 ok = False
             if ok:
                 return j
-        if line[j] == "\\":
-            j += 2
-            continue
         if line[j] == "`":
             close = line.find("`", j + 1, hi)
             if close > j + 1:
