@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import urllib.error
 import stat
 import urllib.request
 from pathlib import Path
@@ -81,8 +82,16 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["json", "pretty"])
 def test_secrets_never_printed_or_logged(tmp_path: Path, fmt: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # providers fail: error paths are where leaks hide
     secrets = {
         "OPENCLAW_GATEWAY_TOKEN": "gwtok-SECRET-abcdef123456",
+        "OPENCLAW_OPENAI_API_KEY": "oai-SECRET-key-0987654321",
+        "MY_ANTHROPIC_KEY": "ant-SECRET-key-1122334455",
+        "OPENCLAW_AGENT__BASE_URL": f"{dead}/v1",
+        "OPENCLAW_AGENT__MAX_RETRIES": "0",
+        "OPENCLAW_AGENT__FALLBACKS": json.dumps(
+            [{"provider": "anthropic", "api_key_env": "MY_ANTHROPIC_KEY", "base_url": dead}]
+        ),
         "OPENCLAW_LOGGING__FORMAT": fmt,
     }
     env = clean_env(tmp_path / "data", **secrets)
@@ -91,7 +100,10 @@ def test_secrets_never_printed_or_logged(tmp_path: Path, fmt: str) -> None:
     gw = GatewayProcess(env, tmp_path, free_port(), "-v")
     gw.wait_healthy()
     token = secrets["OPENCLAW_GATEWAY_TOKEN"]
-    request(gw.base_url, "POST", "/api/v1/chat", token, {"text": "hello"})
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        request(gw.base_url, "POST", "/api/v1/chat", token, {"text": "hello"})
+    assert failed.value.code == 502
+    error_body = failed.value.read().decode()
     status = cli(["status", "--json", "--gateway-url", gw.base_url], env, tmp_path)
     assert status.returncode == 0, status.stderr
     wrong = urllib.request.Request(
@@ -101,7 +113,11 @@ def test_secrets_never_printed_or_logged(tmp_path: Path, fmt: str) -> None:
         urllib.request.urlopen(wrong, timeout=5)
     code, out, err = gw.stop()
     assert code == 0
-    everything = out + err + status.stdout + status.stderr + log_file.read_text()
+    everything = (
+        out + err + status.stdout + status.stderr + log_file.read_text() + error_body
+    )
     assert "http_request" in everything  # the logs were really captured
-    assert token not in everything
+    assert "provider_failed" in everything
+    for name in ("OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_OPENAI_API_KEY", "MY_ANTHROPIC_KEY"):
+        assert secrets[name] not in everything, name
     assert "#token=" not in everything  # configured tokens never print the link
