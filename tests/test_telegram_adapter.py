@@ -316,6 +316,26 @@ async def test_webhook_mode_registers_and_checks_the_secret(double: TelegramDoub
         await tg.stop()
 
 
+async def test_webhook_watchdog_resets_a_lost_webhook_and_reports_errors(
+    double: TelegramDouble,
+) -> None:
+    url = "https://bot.example.org/telegram/webhook"
+    config = config_for(double, mode="webhook", webhook_url=url, webhook_secret="s3cret")
+    tg = TelegramChannel(config, timing=FAST)
+    await tg.start(Inbox())
+    try:
+        await double.wait_until(lambda: "getWebhookInfo" in double.methods())
+        assert tg.health.state is ChannelState.CONNECTED
+        double.webhook_url = ""  # someone deleted it
+        await double.wait_until(lambda: double.methods().count("setWebhook") == 2)
+        assert double.webhook_url == url
+        double.webhook_error = "Connection refused"
+        await until(lambda: tg.health.state is ChannelState.DEGRADED)
+        assert "Connection refused" in tg.health.detail
+    finally:
+        await tg.stop()
+
+
 async def test_switching_back_to_polling_deletes_the_webhook(double: TelegramDouble) -> None:
     double.webhook_url = "https://old.example.org/hook"
     tg = TelegramChannel(config_for(double), timing=FAST)

@@ -109,6 +109,7 @@ class TelegramDouble:
     updates: list[dict[str, Any]] = field(default_factory=list)
     webhook_url: str = ""
     webhook_secret: str = ""
+    webhook_error: str = ""  # what getWebhookInfo reports as the last delivery error
     # Scripted failures: each sendMessage pops one (status, body) while any are left.
     send_failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     reject_entities: int = 0  # the next N HTML sendMessage calls fail to parse
@@ -232,6 +233,17 @@ class TelegramDouble:
         self.webhook_url = str(params.get("url", ""))
         self.webhook_secret = str(params.get("secret_token", ""))
         return _ok(True)
+
+    async def _m_getWebhookInfo(self, _params: dict[str, Any]) -> web.Response:
+        info: dict[str, Any] = {
+            "url": self.webhook_url,
+            "has_custom_certificate": False,
+            "pending_update_count": 0,
+        }
+        if self.webhook_error:
+            info["last_error_date"] = int(time.time())
+            info["last_error_message"] = self.webhook_error
+        return _ok(info)
 
     async def _m_deleteWebhook(self, _params: dict[str, Any]) -> web.Response:
         self.webhook_url = ""

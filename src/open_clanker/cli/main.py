@@ -271,8 +271,16 @@ def _run_store_command(fn) -> None:  # type: ignore[no-untyped-def]
 
 
 _VALUE_OPTIONS = frozenset(
-    {"--message", "--channel", "--channel-id", "--session", "--path", "--host", "--port",
-     "--gateway-url"}
+    {
+        "--message",
+        "--channel",
+        "--channel-id",
+        "--session",
+        "--path",
+        "--host",
+        "--port",
+        "--gateway-url",
+    }
 )
 
 

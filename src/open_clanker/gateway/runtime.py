@@ -29,9 +29,10 @@ from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.metrics import GatewayMetrics
 from open_clanker.gateway.tokens import Tokens
 from open_clanker.pipeline.assemble import build_pipeline
-from open_clanker.pipeline.bus import MemoryBus
+from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.outbox_worker import OutboxWorker
 from open_clanker.pipeline.pipeline import Pipeline
+from open_clanker.pipeline.redis_bus import open_bus
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.gateway")
@@ -50,7 +51,7 @@ class Runtime:
     config: Config
     tokens: Tokens
     store: Store
-    bus: MemoryBus
+    bus: EventBus
     http: aiohttp.ClientSession
     chain: ProviderChain
     choice: ProviderChoice
@@ -71,13 +72,14 @@ class Runtime:
         http = make_http_session()
         try:
             chain, choice = await build_chain(config.agent, http)
+            bus = await open_bus(config.bus.url)
         except BaseException:
             await http.close()
             await store.close()
             raise
         log.info("provider_chosen", provider=choice.name, model=choice.model, reason=choice.reason)
         channels = Channels(build_channels(config))
-        bus = MemoryBus()
+        log.info("bus_ready", kind="redis" if config.bus.url.startswith("redis") else "memory")
         worker = OutboxWorker(store, channels)
 
         def bot_username(channel: str) -> str | None:

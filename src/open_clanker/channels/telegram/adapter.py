@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -21,7 +23,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 from telegram import Bot, BotCommand, ReplyParameters, Update
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import InvalidToken, RetryAfter, TelegramError
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from open_clanker.channels.base import ChannelHealth, ChannelState, Submit
@@ -56,7 +58,11 @@ COMMANDS = (
 
 @dataclass(frozen=True, slots=True)
 class PollTiming:
-    """Long-poll length, the watchdog's deadline for one round, and the reconnect backoff."""
+    """Long-poll length, the watchdog's deadline for one round, and the reconnect backoff.
+
+    `stall_after_s` should exceed `poll_timeout_s` plus the HTTP timeouts (10 s read on top
+    of the poll), so that only a round that is truly stuck trips the watchdog.
+    """
 
     poll_timeout_s: int = 30
     stall_after_s: float = 90.0
@@ -66,6 +72,10 @@ class PollTiming:
 
 def build_bot(config: TelegramConfig, timing: PollTiming) -> Bot:
     """A PTB `Bot` on `api_base_url`; the long-poll read timeout exceeds the poll length."""
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    httpx_log = logging.getLogger("httpx")
+    if httpx_log.getEffectiveLevel() < logging.WARNING:
+        httpx_log.setLevel(logging.WARNING)
     base = config.api_base_url.rstrip("/")
     request = HTTPXRequest(
         connection_pool_size=8,
@@ -118,10 +128,10 @@ class TelegramChannel:
 
     async def send(self, item: OutboxItem) -> None:
         chat_id = _chat_id(item.channel_id)
-        thread_id = int(item.thread_id) if item.thread_id else None
+        thread_id = int(item.thread_id) if item.thread_id and item.thread_id.isdigit() else None
         reply = (
             ReplyParameters(message_id=int(item.reply_to), allow_sending_without_reply=True)
-            if item.reply_to
+            if item.reply_to and item.reply_to.isdigit()
             else None
         )
         rendered = render(item.text)
@@ -208,8 +218,9 @@ class TelegramChannel:
                     if not self._ready:
                         await self._setup()
                     if self.config.mode == "webhook":
-                        return  # Telegram pushes updates to handle_webhook from now on
-                    await self._poll_once()
+                        await self._check_webhook()
+                    else:
+                        await self._poll_once()
             except TimeoutError:
                 # The watchdog: a round that takes far longer than a long poll is stuck.
                 self.health.degrade("the Telegram poll loop stalled and was restarted")
@@ -220,10 +231,31 @@ class TelegramChannel:
                 wait = retry_after_s(exc) if isinstance(exc, RetryAfter) else delay
                 event = "telegram_setup_failed" if not self._ready else "telegram_poll_failed"
                 self._failed(event, exc, wait)
+                if isinstance(exc, Conflict | InvalidToken):
+                    self._ready = False  # e.g. a webhook was set elsewhere: set up again
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self._timing.backoff_max_s)
                 continue
             delay = self._timing.backoff_min_s
+            if self.config.mode == "webhook":
+                # Telegram pushes updates to handle_webhook; this is only the health probe.
+                await asyncio.sleep(self._timing.poll_timeout_s)
+
+    async def _check_webhook(self) -> None:
+        """Webhook mode's watchdog: is our URL still set, and can Telegram reach it?"""
+        info = await self._bot.get_webhook_info()
+        self._contact()
+        if info.url != self.config.webhook_url:
+            log.warning("telegram_webhook_lost")
+            self._ready = False
+            self.health.degrade("the Telegram webhook was removed; setting it again")
+            return
+        if info.last_error_message and info.last_error_date is not None:
+            age = time.time() - info.last_error_date.timestamp()
+            if age < 2 * self._timing.poll_timeout_s + 60:
+                self.health.degrade(
+                    f"Telegram cannot deliver to the webhook: {info.last_error_message}"
+                )
 
     async def _poll_once(self) -> None:
         updates = await self._bot.get_updates(

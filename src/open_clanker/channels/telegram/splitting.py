@@ -44,7 +44,16 @@ def split_for_telegram(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     if utf16_len(render(text).visible) <= limit:
         return [text]
     pieces = _pieces(text, limit)
-    return [_join(pieces[a:b]) for a, b in _pack(pieces, limit)]
+    parts = [_join(pieces[a:b]) for a, b in _pack(pieces, limit)]
+    if any(utf16_len(render(p).visible) > limit for p in parts):
+        # Cannot happen by construction; if it ever does, plain text still gets through.
+        return _plain_parts(render(text).visible, limit)
+    return parts
+
+
+def _plain_parts(visible: str, limit: int) -> list[str]:
+    chunks = _chunks(visible, limit - 4)
+    return [escape_markdown(c) for c in chunks if c.strip()]
 
 
 def _pieces(text: str, limit: int) -> list[_Piece]:
@@ -140,6 +149,8 @@ def _word_pieces(atoms: list[Atom], budget: int) -> list[_Piece]:
         chunks = _atom_chunks(word, budget)
         for n, chunk in enumerate(chunks):
             md = _markdown(chunk, markup=len(chunks) == 1)
+            if render(md).visible != "".join(a.text for a in chunk):
+                md = _markdown(chunk, markup=False)  # markers that would pair up differently
             pieces.append(_Piece(md, _cost(chunk), sep if n == 0 else ""))
         word.clear()
         sep = " "

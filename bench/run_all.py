@@ -1,0 +1,575 @@
+"""`make bench`: every benchmark in one go; prints a table, writes bench/results/latest.json and
+prints the markdown for docs/benchmarks.md.
+
+Run: `.venv/bin/python -m bench.run_all [--quick] [--no-profile] [--no-ws]`.
+Everything talks to 127.0.0.1 only. Each piece is its own process: the model double
+(bench/model_double.py), the floor (bench/floor_app.py), the gateway (`.venv/bin/open-clanker
+gateway`), the load generator (bench/load.py) and the WebSocket holder (bench/ws_hold.py).
+Request counts are fixed; each load run also has a time cap so the whole run stays bounded
+(the table shows how many requests each run actually completed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+PY = str(BIN / "python") if (BIN / "python").exists() else sys.executable
+CLI = str(BIN / "open-clanker")
+RESULTS = ROOT / "bench" / "results"
+TOKEN = "bench-token-0123456789abcdef"
+SESSIONS = 50
+MIB = 1024 * 1024
+
+# Targets (from the issue).
+T_SEQ_RATIO = 0.50
+T_ADDED_P50_MS = 1.0
+T_ADDED_P99_MS = 5.0
+T_WS = 10_000
+T_IDLE_MIB = 60.0
+T_GROWTH_MIB = 10.0
+T_LAUNCH_S = 1.0
+T_HELP_S = 0.25
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_http(url: str, timeout_s: float) -> float:
+    """Poll until GET url answers 200; returns the time it took."""
+    started = time.perf_counter()
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"{url} did not answer within {timeout_s}s")
+        time.sleep(0.005)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def model_double() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [PY, "-m", "bench.model_double", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def floor_app(double_url: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "bench.floor_app", str(port), double_url], cwd=ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        while True:  # the floor has no /health: wait for the port
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.perf_counter() - started > 20:
+                raise TimeoutError("floor did not start")
+            time.sleep(0.01)
+        yield base, proc.pid
+    finally:
+        stop(proc)
+
+
+def gateway_env(data_dir: str, double_url: str, level: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "OPENAI_", "ANTHROPIC_"))}
+    env.update(
+        OPENCLAW_DATA_DIR=data_dir,
+        HOME=data_dir,
+        XDG_DATA_HOME=data_dir,
+        XDG_CONFIG_HOME=data_dir,
+        OPENCLAW_GATEWAY_TOKEN=TOKEN,
+        OPENCLAW_AGENT__PROVIDER="openai",
+        OPENCLAW_OPENAI_API_KEY="bench-key",
+        OPENCLAW_AGENT__BASE_URL=double_url,
+        OPENCLAW_AGENT__MAX_RETRIES="0",
+        OPENCLAW_LIMITS__MESSAGES_PER_MINUTE="100000000",
+        OPENCLAW_ACCESS__DM_POLICY="open",
+        OPENCLAW_SERVER__MAX_WS_CONNECTIONS="20000",
+    )
+    if level:
+        env["OPENCLAW_LOGGING__LEVEL"] = level
+    return env
+
+
+def spawn_gateway(
+    data_dir: str, double_url: str, port: int, level: str | None = "warning"
+) -> subprocess.Popen[Any]:
+    return subprocess.Popen(
+        [CLI, "gateway", "--port", str(port)],
+        cwd=data_dir,
+        env=gateway_env(data_dir, double_url, level),
+        stdout=subprocess.DEVNULL,
+        stderr=open(Path(data_dir) / "gateway.stderr", "ab"),  # noqa: SIM115
+        preexec_fn=raise_nofile,
+    )
+
+
+@contextlib.contextmanager
+def gateway(double_url: str, level: str | None = "warning") -> Iterator[tuple[str, int]]:
+    data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
+    port = free_port()
+    proc = spawn_gateway(data_dir, double_url, port, level)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/health", 30)
+        yield base, proc.pid
+    finally:
+        stop(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def load(
+    base: str, count: int, concurrency: int, stream: bool, warmup: int, max_s: float, offset: int = 0
+) -> dict[str, Any]:
+    cmd = [
+        PY, "-m", "bench.load", "--url", base, "--token", TOKEN, "--count", str(count),
+        "--concurrency", str(concurrency), "--warmup", str(warmup), "--sessions", str(SESSIONS),
+        "--max-seconds", str(max_s), "--offset", str(offset),
+    ]  # fmt: skip
+    if stream:
+        cmd.append("--stream")
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max_s * 2 + 60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# ---------------------------------------------------------------- profile (py-spy)
+
+
+def pyspy() -> str | None:
+    found = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    return found
+
+
+def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[Any] | None:
+    exe = pyspy()
+    if exe is None:
+        return None
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
+         "--format", "raw", "-o", str(out), "--nonblocking"],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Self and inclusive shares of py-spy's collapsed stacks (non-idle samples only)."""
+    self_c: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n_s = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(n_s)
+        total += n
+        frames = [f for f in stack.split(";") if f]
+        if frames:
+            self_c[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+
+    def share(c: Counter[str]) -> list[tuple[str, float]]:
+        return [(f, round(100 * k / total, 1)) for f, k in c.most_common(top)]
+
+    # Inclusive list without the always-100% outer frames (loop, CLI entry).
+    boring = ("run_forever", "run_until_complete", "_run_once", "Runner.run", "<module>",
+              "typer", "click", "Context.invoke", "Command", "cli/main.py", "asyncio/runners.py",
+              "Handle._run")  # fmt: skip
+    incl_f = Counter({f: k for f, k in incl.items() if not any(b in f for b in boring)})
+    return {"samples": total, "self": share(self_c), "inclusive": share(incl_f)}
+
+
+# ---------------------------------------------------------------- the pieces
+
+
+def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
+    n_seq, n_conc = (300, 600) if q else (3000, 6000)
+    cap_seq, cap_conc = (8.0, 10.0) if q else (20.0, 25.0)
+    n_mem = 1000 if q else 10_000
+    res: dict[str, Any] = {"floor": {}, "gateway": {}, "gateway_info": {}}
+    with model_double() as double:
+        log(f"model double at {double}")
+        with floor_app(double) as (fbase, fpid):
+            for name, conc, stream, n in (
+                ("json_seq", 1, False, n_seq),
+                ("json_c50", 50, False, n_conc),
+                ("sse_seq", 1, True, n_seq),
+                ("sse_c50", 50, True, n_conc),
+            ):
+                cpu0 = cpu_s(fpid)
+                res["floor"][name] = load(fbase, n, conc, stream, 200, cap_conc)
+                res["floor"][name]["server_cpu_s"] = round(cpu_s(fpid) - cpu0, 2)
+                log(f"floor {name}: {res['floor'][name]}")
+        with gateway(double, "warning") as (gbase, gpid):
+            time.sleep(1.0)
+            res["idle_rss_kib"] = rss_kib(gpid)
+            sent = 0
+            for name, conc, stream, n, cap in (
+                ("json_seq", 1, False, n_seq, cap_seq),
+                ("json_c50", 50, False, n_conc, cap_conc),
+            ):
+                warm = 200 if conc == 1 else 100
+                prof = None
+                if profile and conc == 50:
+                    prof = start_profile(gpid, int(min(10, cap / 2)), raw_dir / f"gateway_{name}.raw")
+                elif profile and conc == 1:
+                    prof = start_profile(gpid, int(min(10, cap / 2)), raw_dir / f"gateway_{name}.raw")
+                cpu0 = cpu_s(gpid)
+                r = load(gbase, n, conc, stream, warm, cap, offset=sent)
+                r["server_cpu_s"] = round(cpu_s(gpid) - cpu0, 2)
+                res["gateway"][name] = r
+                sent += warm + r["sent"]
+                if prof is not None:
+                    prof.wait(30)
+                log(f"gateway {name}: {r}")
+            # Top up to n_mem non-streamed messages for the memory figure.
+            if sent < n_mem:
+                r = load(gbase, n_mem - sent, 50, False, 0, 240.0 if not q else 60.0, offset=sent)
+                sent += r["sent"]
+                log(f"gateway top-up: {r['sent']} more, {r['rps']} msg/s")
+            time.sleep(1.0)
+            res["messages_sent"] = sent
+            res["after_rss_kib"] = rss_kib(gpid)
+            log(f"RSS idle {res['idle_rss_kib']} KiB, after {sent} messages {res['after_rss_kib']} KiB")
+            for name, conc, stream, n, cap in (
+                ("sse_seq", 1, True, n_seq, cap_seq),
+                ("sse_c50", 50, True, n_conc, cap_conc),
+            ):
+                r = load(gbase, n, conc, stream, 100, cap, offset=sent + 100_000)
+                res["gateway"][name] = r
+                log(f"gateway {name}: {r}")
+        with gateway(double, None) as (gbase, gpid):  # default level (info)
+            for name, conc, n, cap in (
+                ("json_seq", 1, n_seq, cap_seq / 2),
+                ("json_c50", 50, n_conc, cap_conc / 2),
+            ):
+                r = load(gbase, n, conc, False, 100, cap)
+                res["gateway_info"][name] = r
+                log(f"gateway(info) {name}: {r}")
+    return res
+
+
+def ws_suite(n: int) -> dict[str, Any]:
+    with model_double() as double, gateway(double, "warning") as (gbase, gpid):
+        time.sleep(1.0)
+        before = rss_kib(gpid)
+        ws_url = gbase.replace("http://", "ws://") + "/ws"
+        proc = subprocess.Popen(
+            [PY, "-m", "bench.ws_hold", "--url", ws_url, "--token", TOKEN, "--n", str(n),
+             "--hold-s", "60"],  # fmt: skip
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=raise_nofile,
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            first = json.loads(proc.stdout.readline() or "{}")
+            time.sleep(2.0)
+            held = rss_kib(gpid)
+            open_fds = len(os.listdir(f"/proc/{gpid}/fd"))
+            proc.stdin.write("done\n")
+            proc.stdin.flush()
+            second = json.loads(proc.stdout.readline() or "{}")
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        time.sleep(3.0)
+        healthy = wait_http(gbase + "/health", 10) >= 0
+        out = {**first, **second, "rss_before_kib": before, "rss_held_kib": held,
+               "rss_after_close_kib": rss_kib(gpid), "gateway_fds": open_fds,
+               "healthy_after": healthy}  # fmt: skip
+        opened = max(1, int(first.get("opened", 0)))
+        out["per_conn_kib"] = round((held - before) / opened, 1)
+        log(f"ws: {out}")
+        return out
+
+
+def launch_suite(runs: int = 5) -> dict[str, Any]:
+    times: list[float] = []
+    with model_double() as double:
+        for _ in range(runs):
+            data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
+            port = free_port()
+            started = time.perf_counter()
+            proc = spawn_gateway(data_dir, double, port)
+            try:
+                wait_http(f"http://127.0.0.1:{port}/health", 30)
+                times.append(time.perf_counter() - started)
+            finally:
+                stop(proc)
+                shutil.rmtree(data_dir, ignore_errors=True)
+    log(f"launch to /health: {times}")
+    return {"runs_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
+
+
+def help_suite(runs: int = 10) -> dict[str, Any]:
+    times: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([CLI, "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    log(f"--help: {times}")
+    return {"runs_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
+
+
+def provider_suite(n: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [PY, "-m", "bench.provider_overhead", str(n)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    log("provider overhead done")
+    return {"n": n, "markdown": out.stdout.strip(), "stderr": out.stderr[-1000:]}
+
+
+# ---------------------------------------------------------------- report
+
+
+def verdict(ok: bool, detail: str) -> str:
+    return f"{'pass' if ok else 'MISS'} ({detail})"
+
+
+def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
+    rows: list[dict[str, str]] = []
+    chat = res.get("chat")
+    if chat:
+        for name, label in (
+            ("json_seq", "chat JSON, sequential"),
+            ("json_c50", "chat JSON, 50 in flight"),
+            ("sse_seq", "chat SSE, sequential"),
+            ("sse_c50", "chat SSE, 50 in flight"),
+        ):
+            g, f = chat["gateway"][name], chat["floor"][name]
+            ratio = g["rps"] / f["rps"] if f["rps"] else 0.0
+            a50 = g["p50_ms"] - f["p50_ms"]
+            a99 = g["p99_ms"] - f["p99_ms"]
+            row = {
+                "what": label,
+                "gateway": f"{g['rps']:.0f} msg/s; p50 {g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms (n={g['ok']})",
+                "floor": f"{f['rps']:.0f} msg/s; p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (n={f['ok']})",
+                "result": f"{100 * ratio:.1f}% of floor; added p50 {a50:+.2f} ms, p99 {a99:+.2f} ms",
+                "target": "",
+            }
+            if name == "json_seq":
+                row["target"] = (
+                    f"throughput ≥ 50% of floor: {verdict(ratio >= T_SEQ_RATIO, f'{ratio / T_SEQ_RATIO:.2f}× the target')}; "
+                    f"added p50 ≤ 1 ms: {verdict(a50 <= T_ADDED_P50_MS, f'{a50 / T_ADDED_P50_MS:.0f}×' if a50 > 0 else 'ok')}; "
+                    f"added p99 ≤ 5 ms: {verdict(a99 <= T_ADDED_P99_MS, f'{a99 / T_ADDED_P99_MS:.1f}×' if a99 > 0 else 'ok')}"
+                )
+            elif name == "sse_seq":
+                row["target"] = (
+                    f"added p50 ≤ 1 ms: {verdict(a50 <= T_ADDED_P50_MS, f'{a50 / T_ADDED_P50_MS:.0f}×' if a50 > 0 else 'ok')}; "
+                    f"added p99 ≤ 5 ms: {verdict(a99 <= T_ADDED_P99_MS, f'{a99 / T_ADDED_P99_MS:.1f}×' if a99 > 0 else 'ok')}"
+                )
+            rows.append(row)
+        gi = chat["gateway_info"]
+        for name, label in (("json_seq", "chat JSON, sequential, log level info"),
+                            ("json_c50", "chat JSON, 50 in flight, log level info")):  # fmt: skip
+            g, w = gi[name], chat["gateway"][name]
+            rows.append({
+                "what": label,
+                "gateway": f"{g['rps']:.0f} msg/s; p50 {g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms (n={g['ok']})",
+                "floor": "—",
+                "result": f"{100 * (g['rps'] / w['rps'] - 1):+.1f}% msg/s vs level warning",
+                "target": "",
+            })  # fmt: skip
+        idle = chat["idle_rss_kib"] / 1024
+        after = chat["after_rss_kib"] / 1024
+        growth = after - idle
+        rows.append({
+            "what": "idle RSS after start (web chat on, no channels)",
+            "gateway": f"{idle:.1f} MiB", "floor": "—", "result": f"{idle:.1f} MiB",
+            "target": f"≤ 60 MiB: {verdict(idle <= T_IDLE_MIB, f'{idle - T_IDLE_MIB:+.1f} MiB')}",
+        })  # fmt: skip
+        rows.append({
+            "what": f"RSS after {chat['messages_sent']:,} messages",
+            "gateway": f"{after:.1f} MiB", "floor": "—", "result": f"growth {growth:+.1f} MiB",
+            "target": f"growth ≤ 10 MiB: {verdict(growth <= T_GROWTH_MIB, f'{growth - T_GROWTH_MIB:+.1f} MiB')}",
+        })  # fmt: skip
+    ws = res.get("ws")
+    if ws:
+        opened = int(ws.get("opened", 0))
+        rows.append({
+            "what": f"idle WebSockets held ({ws.get('requested')} asked)",
+            "gateway": f"{opened:,} open, {ws.get('still_open', 0):,} still open after hold, "
+                       f"pongs {ws.get('pongs')}/{ws.get('pinged')}, opened in {ws.get('open_s')} s",
+            "floor": "—",
+            "result": f"RSS {ws['rss_before_kib'] / 1024:.1f} → {ws['rss_held_kib'] / 1024:.1f} MiB, "
+                      f"{ws['per_conn_kib']:.1f} KiB per connection",
+            "target": f"10,000 in one process: {verdict(opened >= T_WS and ws.get('still_open', 0) >= T_WS, f'{opened:,}')}",
+        })  # fmt: skip
+    la = res.get("launch")
+    if la:
+        rows.append({
+            "what": "launch (spawn) to /health 200, median of 5",
+            "gateway": f"{la['median_s']:.3f} s", "floor": "—",
+            "result": ", ".join(f"{t:.2f}" for t in la["runs_s"]),
+            "target": "≤ 1 s: " + verdict(la["median_s"] <= T_LAUNCH_S, f"{la['median_s'] / T_LAUNCH_S:.2f}× the limit"),
+        })  # fmt: skip
+    he = res.get("help")
+    if he:
+        rows.append({
+            "what": "`open-clanker --help`, median of 10",
+            "gateway": f"{he['median_s']:.3f} s", "floor": "—",
+            "result": ", ".join(f"{t:.2f}" for t in he["runs_s"]),
+            "target": "≤ 0.25 s: " + verdict(he["median_s"] <= T_HELP_S, f"{he['median_s'] / T_HELP_S:.2f}× the limit"),
+        })  # fmt: skip
+
+    md = ["| measure | gateway | floor | result | target |", "| --- | --- | --- | --- | --- |"]
+    md += [f"| {r['what']} | {r['gateway']} | {r['floor']} | {r['result']} | {r['target']} |" for r in rows]
+    text = "\n".join(md)
+    prov = res.get("provider")
+    if prov:
+        text += "\n\nProvider overhead (`bench/provider_overhead.py`):\n\n" + prov["markdown"]
+    for name, prof in res.get("profiles", {}).items():
+        text += f"\n\nProfile of the gateway during `{name}` (py-spy, {prof['samples']} non-idle samples):\n\n"
+        text += "| self % | frame |\n| --- | --- |\n"
+        text += "\n".join(f"| {p} | `{f}` |" for f, p in prof["self"][:12])
+        text += "\n\n| inclusive % | frame |\n| --- | --- |\n"
+        text += "\n".join(f"| {p} | `{f}` |" for f, p in prof["inclusive"][:15])
+    return text, rows
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        mem = Path("/proc/meminfo").read_text().splitlines()[0]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="a tenth of the requests (smoke test)")
+    p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--no-ws", action="store_true")
+    p.add_argument("--ws", type=int, default=10_000, help="WebSockets to hold")
+    p.add_argument("--only", default="", help="comma list: chat,ws,launch,help,provider")
+    args = p.parse_args()
+    raise_nofile()
+    os.chdir(ROOT)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    raw_dir = Path(tempfile.mkdtemp(prefix="clanker-prof-"))
+    only = set(filter(None, args.only.split(","))) or {"chat", "ws", "launch", "help", "provider"}
+    if args.no_ws:
+        only.discard("ws")
+    started = time.perf_counter()
+    res: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if "help" in only:
+        res["help"] = help_suite()
+    if "launch" in only:
+        res["launch"] = launch_suite()
+    if "provider" in only:
+        res["provider"] = provider_suite(300 if args.quick else 2000)
+    if "chat" in only:
+        res["chat"] = chat_suite(args.quick, not args.no_profile, raw_dir)
+        res["profiles"] = {
+            f.stem: summarize_profile(f) for f in sorted(raw_dir.glob("*.raw")) if f.stat().st_size
+        }
+    if "ws" in only:
+        try:
+            res["ws"] = ws_suite(1000 if args.quick else args.ws)
+        except Exception as exc:  # noqa: BLE001 - the endpoint may be unfinished: report, go on
+            res["ws_error"] = repr(exc)
+            log(f"ws failed: {exc!r}")
+    res["wall_s"] = round(time.perf_counter() - started, 1)
+    text, rows = build_report(res)
+    res["rows"] = rows
+    res["markdown"] = text
+    (RESULTS / "latest.json").write_text(json.dumps(res, indent=2))
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    print(f"\nMachine: {res['machine']}\nWall time: {res['wall_s']} s\n")
+    print(text)
+    print(f"\n(wrote {RESULTS / 'latest.json'})")
+
+
+if __name__ == "__main__":
+    main()
