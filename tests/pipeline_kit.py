@@ -13,7 +13,14 @@ from open_clanker.agent.chain import ProviderChain
 from open_clanker.channels.base import ChannelHealth, Channels, Submit
 from open_clanker.config.model import Config
 from open_clanker.core.errors import ChannelError, ProviderError
-from open_clanker.core.types import AgentResponse, ChannelType, Inbound, Message, session_key
+from open_clanker.core.types import (
+    AgentResponse,
+    Attachment,
+    ChannelType,
+    Inbound,
+    Message,
+    session_key,
+)
 from open_clanker.pipeline import MemoryBus, OutboxWorker, Pipeline, build_pipeline
 from open_clanker.storage.outbox import OutboxItem
 from open_clanker.storage.store import Store
@@ -69,6 +76,11 @@ class RecordingChannel:
 
     async def stop(self) -> None:
         return None
+
+    async def fetch_attachment(self, attachment: Attachment) -> Attachment | None:
+        if attachment.url == "platform-file:missing":
+            return None
+        return attachment.model_copy(update={"url": "data:image/png;base64,iVBORw0KGgo="})
 
     def texts(self, chat_id: str | None = None) -> list[str]:
         return [i.text for i in self.sent if chat_id is None or i.channel_id == chat_id]

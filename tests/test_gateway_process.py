@@ -113,9 +113,7 @@ def test_secrets_never_printed_or_logged(tmp_path: Path, fmt: str) -> None:
         urllib.request.urlopen(wrong, timeout=5)
     code, out, err = gw.stop()
     assert code == 0
-    everything = (
-        out + err + status.stdout + status.stderr + log_file.read_text() + error_body
-    )
+    everything = out + err + status.stdout + status.stderr + log_file.read_text() + error_body
     assert "http_request" in everything  # the logs were really captured
     assert "provider_failed" in everything
     for name in ("OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_OPENAI_API_KEY", "MY_ANTHROPIC_KEY"):

@@ -64,7 +64,9 @@ async def test_lockout_through_the_api() -> None:
 async def test_body_size_cap() -> None:
     async with running_gateway() as gw, aiohttp.ClientSession() as http:
         huge = b'{"text": "' + b"x" * 2_000_000 + b'"}'
-        async with http.post(f"{gw.base_url}/api/v1/chat", data=io.BytesIO(huge), headers=gw.auth) as r:
+        async with http.post(
+            f"{gw.base_url}/api/v1/chat", data=io.BytesIO(huge), headers=gw.auth
+        ) as r:
             assert r.status == 413
             assert (await r.json())["error"]["code"] == "request_too_large"
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from open_clanker.config.model import Config
 from open_clanker.core.errors import ChannelError, ProviderError
-from open_clanker.core.types import Role
+from open_clanker.core.types import Attachment, MessageMetadata, Role
 from open_clanker.pipeline import Ending
 from open_clanker.pipeline.access import CODE_ALPHABET, PairingDesk
 from open_clanker.pipeline.stages import PROVIDER_FAILED_TEXT
@@ -225,3 +225,20 @@ async def test_restart_answers_pending_and_expires_old(tmp_path: Path) -> None:
     again = await k2.pipeline.handle(tg_inbound("answer me", message_id=1))
     assert again.ending is Ending.DUPLICATE
     await k2.store.close()
+
+
+async def test_images_of_the_newest_message_are_fetched_for_the_model(kit: Kit) -> None:
+    photo = Attachment(id="f1", url="platform-file:f1", mime_type="image/png", size_bytes=10)
+    missing = Attachment(id="f2", url="platform-file:missing", mime_type="image/jpeg")
+    doc = Attachment(id="f3", url="platform-file:f3", mime_type="application/pdf", name="a.pdf")
+    inbound = tg_inbound("look")
+    msg = inbound.message.model_copy(
+        update={"metadata": MessageMetadata(attachments=(photo, missing, doc))}
+    )
+    await kit.pipeline.handle(type(inbound)(message=msg, platform_id="100:50"))
+    sent = kit.provider.requests[-1].turns[-1].attachments
+    assert sent[0].url.startswith("data:image/png;base64,")
+    assert sent[1].url == "platform-file:missing"  # left as a reference: described, not shown
+    assert sent[2].url == "platform-file:f3"  # not an image: never downloaded
+    stored = await kit.store.messages.history(msg.session, 5)
+    assert stored[0].metadata.attachments[0].url == "platform-file:f1"  # bytes are never stored

@@ -329,6 +329,7 @@ async def test_webhook_watchdog_resets_a_lost_webhook_and_reports_errors(
         double.webhook_url = ""  # someone deleted it
         await double.wait_until(lambda: double.methods().count("setWebhook") == 2)
         assert double.webhook_url == url
+        await until(lambda: tg.health.state is ChannelState.CONNECTED)
         double.webhook_error = "Connection refused"
         await until(lambda: tg.health.state is ChannelState.DEGRADED)
         assert "Connection refused" in tg.health.detail

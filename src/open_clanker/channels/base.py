@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from open_clanker.core.types import ChannelType, Inbound
+from open_clanker.core.types import Attachment, ChannelType, Inbound
 from open_clanker.storage.outbox import OutboxItem
 
 # How an adapter hands a platform event to the pipeline. It returns once the message is
@@ -85,6 +85,15 @@ class SupportsTyping(Protocol):
     async def typing(self, chat_id: str, thread_id: str | None) -> None: ...
 
 
+@runtime_checkable
+class SupportsAttachments(Protocol):
+    """Optional: turn a platform file reference into something a model vendor can open."""
+
+    async def fetch_attachment(self, attachment: Attachment) -> Attachment | None:
+        """A copy with a `data:` URL (bounded in size), or None when it cannot be fetched."""
+        ...
+
+
 @dataclass
 class Channels:
     """The enabled push channels by type (web chat and API answer in their own response)."""
@@ -97,5 +106,5 @@ class Channels:
         except ValueError:
             return None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Channel]:
         return iter(self.by_type.values())

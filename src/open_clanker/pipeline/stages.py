@@ -17,7 +17,7 @@ import structlog
 
 from open_clanker.agent.base import ProviderRequest, StreamDone, StreamReset, TextDelta
 from open_clanker.agent.chain import ProviderChain
-from open_clanker.channels.base import Channels, SupportsTyping
+from open_clanker.channels.base import Channels, SupportsAttachments, SupportsTyping
 from open_clanker.core.errors import MessageTooLongError, ProviderError, RateLimitError
 from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
 from open_clanker.pipeline.access import (
@@ -231,10 +231,11 @@ class ModelCall:
         self._stream = stream
 
     async def __call__(self, turn: Turn) -> None:
+        turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in turn.history]
+        if turns and turns[-1].attachments:
+            turns[-1] = await self._resolve_attachments(turn, turns[-1])
         request = ProviderRequest(
-            system_prompt=self._system_prompt,
-            turns=tuple(ChatTurn(m.role, m.text, m.metadata.attachments) for m in turn.history),
-            max_tokens=self._max_tokens,
+            system_prompt=self._system_prompt, turns=tuple(turns), max_tokens=self._max_tokens
         )
         started = time.perf_counter()
         typing = self._start_typing(turn)
@@ -256,6 +257,23 @@ class ModelCall:
                     await typing
         latency = (time.perf_counter() - started) * 1000
         turn.response = response.model_copy(update={"latency_ms": round(latency, 3)})
+
+    async def _resolve_attachments(self, turn: Turn, chat_turn: ChatTurn) -> ChatTurn:
+        """Images of the newest message, fetched from the platform so the model can see them.
+        Older turns keep their references (described as notes), so history costs no downloads."""
+        channel = self._channels.get(turn.message.channel_type)
+        if not isinstance(channel, SupportsAttachments):
+            return chat_turn
+        resolved = []
+        for att in chat_turn.attachments:
+            if att.mime_type.startswith("image/") and not att.url.startswith(
+                ("https://", "http://", "data:")
+            ):
+                fetched = await channel.fetch_attachment(att)
+                resolved.append(fetched or att)
+            else:
+                resolved.append(att)
+        return ChatTurn(chat_turn.role, chat_turn.text, tuple(resolved))
 
     async def _streamed(self, request: ProviderRequest, turn: Turn) -> AgentResponse:
         assert turn.sink is not None
