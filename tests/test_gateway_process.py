@@ -92,6 +92,8 @@ def test_secrets_never_printed_or_logged(tmp_path: Path, fmt: str) -> None:
         "OPENCLAW_AGENT__FALLBACKS": json.dumps(
             [{"provider": "anthropic", "api_key_env": "MY_ANTHROPIC_KEY", "base_url": dead}]
         ),
+        "OPENCLAW_TELEGRAM_BOT_TOKEN": "987654321:tg-SECRET-bot-token-abcdefghijkl",
+        "OPENCLAW_CHANNELS__TELEGRAM__API_BASE_URL": dead,
         "OPENCLAW_LOGGING__FORMAT": fmt,
     }
     env = clean_env(tmp_path / "data", **secrets)
@@ -116,6 +118,12 @@ def test_secrets_never_printed_or_logged(tmp_path: Path, fmt: str) -> None:
     everything = out + err + status.stdout + status.stderr + log_file.read_text() + error_body
     assert "http_request" in everything  # the logs were really captured
     assert "provider_failed" in everything
-    for name in ("OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_OPENAI_API_KEY", "MY_ANTHROPIC_KEY"):
+    assert "telegram_start_failed" in everything or "telegram_poll_failed" in everything
+    for name in (
+        "OPENCLAW_GATEWAY_TOKEN",
+        "OPENCLAW_OPENAI_API_KEY",
+        "MY_ANTHROPIC_KEY",
+        "OPENCLAW_TELEGRAM_BOT_TOKEN",
+    ):
         assert secrets[name] not in everything, name
     assert "#token=" not in everything  # configured tokens never print the link

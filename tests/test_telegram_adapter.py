@@ -10,8 +10,8 @@ import pytest
 import structlog
 
 from open_clanker.channels.base import Channel, ChannelState, SupportsTyping
-from open_clanker.channels.telegram import PollTiming, TelegramChannel
-from open_clanker.core.errors import ChannelError
+from open_clanker.channels.telegram import PollTiming, TelegramChannel, TelegramConfig
+from open_clanker.core.errors import ChannelError, ConfigError
 from open_clanker.core.types import Inbound
 from open_clanker.storage.outbox import OutboxItem
 from tests.doubles.telegram_double import (
@@ -79,7 +79,25 @@ async def test_is_a_channel_with_typing(double: TelegramDouble) -> None:
     tg = TelegramChannel(config_for(double))
     assert isinstance(tg, Channel)
     assert isinstance(tg, SupportsTyping)
-    assert tg.webhook_path == "/telegram/webhook"
+    assert tg.webhook_path == ""  # polling: no webhook route
+
+
+def test_a_missing_token_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="bot_token"):
+        TelegramChannel(TelegramConfig())
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("https://bot.example.org/telegram/webhook", "/telegram/webhook"),
+        ("https://bot.example.org/hooks/tg-7f3a", "/hooks/tg-7f3a"),
+        ("https://bot.example.org", "/telegram/webhook"),
+    ],
+)
+def test_webhook_path_is_the_path_of_the_webhook_url(url: str, path: str) -> None:
+    config = TelegramConfig(bot_token="1:x", mode="webhook", webhook_url=url)
+    assert TelegramChannel(config).webhook_path == path
 
 
 async def test_start_polling_sets_up_and_receives(
@@ -354,3 +372,73 @@ def _json(body: object) -> bytes:
     import json
 
     return json.dumps(body).encode()
+
+
+async def test_the_token_never_reaches_any_log(
+    double: TelegramDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpx").setLevel(logging.NOTSET)  # as an unconfigured process has it
+    tg = TelegramChannel(config_for(double), timing=FAST)
+    inbox = Inbox()
+    await tg.start(inbox)
+    try:
+        double.push(update(message("hi", chat_id=42)))
+        await until(lambda: len(inbox.items) == 1)
+        await tg.send(item("reply"))
+        double.fail_sends(1, 500)
+        with pytest.raises(ChannelError):
+            await tg.send(item("reply"))
+    finally:
+        await tg.stop()
+    assert "getUpdates" in caplog.text  # PTB's own debug lines were captured
+    assert double.token not in caplog.text
+    assert double.token.split(":")[1] not in caplog.text
+
+
+async def test_the_double_speaks_the_bot_api_body_formats(double: TelegramDouble) -> None:
+    import aiohttp
+
+    url = f"{double.base_url}/bot{double.token}/sendMessage"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url, json={"chat_id": 1, "text": "<b>json</b>", "parse_mode": "HTML"}
+        ) as r:
+            assert r.status == 200
+        form = aiohttp.FormData({"chat_id": "2", "text": "multi"})
+        form.add_field("document", b"bytes", filename="a.txt")
+        async with http.post(url, data=form) as r:
+            assert r.status == 200
+        async with http.post(url, data={"chat_id": "3", "text": "x" * 4097}) as r:
+            assert r.status == 400
+            assert (await r.json())["description"] == "Bad Request: message is too long"
+        async with http.post(
+            url, data={"chat_id": "3", "text": "<b>" + "x" * 4096 + "</b>", "parse_mode": "HTML"}
+        ) as r:
+            assert r.status == 200  # tags do not count
+        async with http.post(
+            url, data={"chat_id": "3", "text": "<blink>x", "parse_mode": "HTML"}
+        ) as r:
+            assert "can't parse entities" in (await r.json())["description"]
+        async with http.post(f"{double.base_url}/botWRONG/getMe") as r:
+            assert r.status == 401
+            assert await r.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+    assert [s.text for s in double.sent][:2] == ["json", "multi"]
+
+
+async def test_photos_fetched_as_data_urls_for_the_model(
+    double: TelegramDouble, started: tuple[TelegramChannel, Inbox]
+) -> None:
+    from open_clanker.core.types import Attachment
+
+    double.files["ph1"] = b"\x89PNG fake image bytes"
+    tg, _inbox = started
+    photo = Attachment(id="ph1", url="telegram-file:ph1", mime_type="image/jpeg", size_bytes=21)
+    got = await tg.fetch_attachment(photo)
+    assert got is not None
+    assert got.url == "data:image/jpeg;base64,iVBORyBmYWtlIGltYWdlIGJ5dGVz"
+    assert double.token not in got.url
+    missing = Attachment(id="nope", url="telegram-file:nope", mime_type="image/jpeg")
+    assert await tg.fetch_attachment(missing) is None
+    web = Attachment(id="w", url="https://example.com/x.png", mime_type="image/png")
+    assert await tg.fetch_attachment(web) is None

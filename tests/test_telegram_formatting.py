@@ -55,7 +55,7 @@ class _Tags(HTMLParser):
         "".join
     )
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_model_text_cannot_inject_tags(hostile: str) -> None:
     html = to_html(hostile + '</code></pre><a href="javascript:x">x</a><i>')
     visible_text(html, "HTML")  # well formed, known tags only
@@ -178,7 +178,7 @@ def test_split_properties(tokens: list[str], limit: int) -> None:
     _check(text, limit)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=300))
 def test_any_text_renders_to_html_telegram_accepts(text: str) -> None:
     rendered = render(text)

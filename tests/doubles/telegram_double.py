@@ -116,6 +116,7 @@ class TelegramDouble:
     get_updates_failures: int = 0  # the next N getUpdates answer 502
     hang_get_updates: bool = False  # getUpdates never answers while set
     chat_types: dict[int, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # file_id -> content for getFile
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -133,7 +134,8 @@ class TelegramDouble:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -337,14 +339,26 @@ class TelegramDouble:
 
     async def _m_getFile(self, params: dict[str, Any]) -> web.Response:
         file_id = str(params.get("file_id", ""))
+        if self.files and file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
         return _ok(
             {
                 "file_id": file_id,
                 "file_unique_id": f"u-{file_id}",
-                "file_size": 1234,
+                "file_size": len(self.files.get(file_id, b"")) or 1234,
                 "file_path": f"documents/{file_id}.bin",
             }
         )
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """The file endpoint: /file/bot<token>/<file_path>, as getFile's file_path names it."""
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        self.calls.append(Call("download", {"path": request.match_info["path"]}))
+        file_id = request.match_info["path"].removeprefix("documents/").removesuffix(".bin")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id])
 
 
 async def _params(request: web.Request) -> dict[str, Any]:

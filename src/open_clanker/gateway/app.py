@@ -28,7 +28,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
     app.include_router(chat.router)
     app.include_router(sessions.router)
     app.include_router(message.router)
-    _mount_channel_routes(app, runtime)
+    webhook_paths = _mount_channel_routes(app, runtime)
     if runtime.config.channels.webchat.enabled:
         app.include_router(page.router)
         if page.STATIC_DIR.is_dir():
@@ -42,7 +42,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     policy = HostPolicy.build(bind_host, runtime.config.server.allowed_hosts)
-    app.add_middleware(GatewayGuard, hosts=policy)
+    app.add_middleware(GatewayGuard, hosts=policy, open_paths=webhook_paths)
     return app
 
 
@@ -54,7 +54,7 @@ def _mount_websocket(app: FastAPI) -> None:
     app.add_api_websocket_route("/ws", websocket_endpoint)
 
 
-def _mount_channel_routes(app: FastAPI, runtime: Runtime) -> None:
+def _mount_channel_routes(app: FastAPI, runtime: Runtime) -> frozenset[str]:
     from open_clanker.gateway.routes.webhooks import add_webhook_routes
 
-    add_webhook_routes(app, runtime)
+    return add_webhook_routes(app, runtime)

@@ -53,38 +53,54 @@ class Pipeline:
         self, inbound: Inbound, sink: ReplySink | None = None, *, recovered: bool = False
     ) -> Turn:
         """Take one message all the way; returns the finished turn."""
+        self._enter()
+        try:
+            return await self._process(inbound, sink, recovered)
+        finally:
+            self._leave()
+
+    async def _process(self, inbound: Inbound, sink: ReplySink | None, recovered: bool) -> Turn:
         turn = Turn(inbound=inbound, sink=sink, recovered=recovered)
         started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(
+            request_id=inbound.request_id,
+            message_id=inbound.message.id,
+            channel=inbound.message.channel_type.value,
+        ):
+            async with self._session_lock(inbound.message.session):
+                for stage in self.stages:
+                    if recovered and not stage.runs_on_recovery:
+                        continue
+                    await stage(turn)
+                    if turn.ending is not None:
+                        break
+                else:
+                    turn.ending = Ending.ANSWERED
+                await self._finish(turn)
+        self.observe(turn, time.perf_counter() - started)
+        return turn
+
+    def _enter(self) -> None:
         self._in_flight += 1
         self._idle.clear()
-        try:
-            with structlog.contextvars.bound_contextvars(
-                request_id=inbound.request_id,
-                message_id=inbound.message.id,
-                channel=inbound.message.channel_type.value,
-            ):
-                async with self._session_lock(inbound.message.session):
-                    for stage in self.stages:
-                        if recovered and not stage.runs_on_recovery:
-                            continue
-                        await stage(turn)
-                        if turn.ending is not None:
-                            break
-                    else:
-                        turn.ending = Ending.ANSWERED
-                    await self._finish(turn)
-            self.observe(turn, time.perf_counter() - started)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-        return turn
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
 
     async def submit(self, inbound: Inbound) -> None:
         """For push channels: process in the background; returns at once."""
-        task = asyncio.create_task(self.handle(inbound))
+        self._enter()  # counted from now, so a drain waits for tasks that have not started yet
+        task = asyncio.create_task(self._handle_submitted(inbound))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    async def _handle_submitted(self, inbound: Inbound) -> Turn:
+        try:
+            return await self._process(inbound, None, False)
+        finally:
+            self._leave()
 
     def _task_done(self, task: asyncio.Task[Turn]) -> None:
         self._tasks.discard(task)

@@ -8,6 +8,7 @@ by a per-round deadline when it stalls); webhook mode registers the URL and take
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -15,6 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -38,11 +40,13 @@ from open_clanker.channels.telegram.formatting import render
 from open_clanker.channels.telegram.splitting import split_for_telegram
 from open_clanker.channels.telegram.updates import (
     ALLOWED_UPDATES,
+    FILE_REF_PREFIX,
     BotIdentity,
     ignored_reason,
     inbound_from_update,
 )
-from open_clanker.core.types import ChannelType
+from open_clanker.core.errors import ConfigError
+from open_clanker.core.types import Attachment, ChannelType
 from open_clanker.storage.outbox import OutboxItem
 
 log = structlog.get_logger("open_clanker.telegram")
@@ -70,12 +74,41 @@ class PollTiming:
     backoff_max_s: float = 60.0
 
 
-def build_bot(config: TelegramConfig, timing: PollTiming) -> Bot:
-    """A PTB `Bot` on `api_base_url`; the long-poll read timeout exceeds the poll length."""
+class _RedactToken(logging.Filter):
+    """PTB logs the Bot API URL (token included) at DEBUG; this takes the token out."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "[REDACTED]"), None
+        return True
+
+
+def _keep_token_out_of_logs(token: str) -> None:
     # httpx logs every request URL at INFO, and Bot API URLs contain the token.
     httpx_log = logging.getLogger("httpx")
     if httpx_log.getEffectiveLevel() < logging.WARNING:
         httpx_log.setLevel(logging.WARNING)
+    if not token:
+        return
+    for name in ("telegram.Bot", "telegram.request", "telegram.ext"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactToken) and f.token == token for f in logger.filters):
+            logger.addFilter(_RedactToken(token))
+
+
+def build_bot(config: TelegramConfig) -> Bot:
+    """A PTB `Bot` on `api_base_url`; the long-poll read timeout exceeds the poll length."""
+    if not config.bot_token.get_secret_value():
+        raise ConfigError(
+            "channels.telegram.bot_token: required when [channels.telegram] is present "
+            "(or set OPENCLAW_TELEGRAM_BOT_TOKEN)."
+        )
+    _keep_token_out_of_logs(config.bot_token.get_secret_value())
     base = config.api_base_url.rstrip("/")
     request = HTTPXRequest(
         connection_pool_size=8,
@@ -97,9 +130,23 @@ def build_bot(config: TelegramConfig, timing: PollTiming) -> Bot:
     )
 
 
+DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+
+
+def webhook_path_for(config: TelegramConfig) -> str:
+    """The gateway path Telegram posts to: the path of `webhook_url` (polling mode: none)."""
+    if config.mode != "webhook":
+        return ""
+    path = urlsplit(config.webhook_url).path
+    return path if path not in ("", "/") else DEFAULT_WEBHOOK_PATH
+
+
+# Largest image downloaded for a vision model (vendors cap images at about 5 MB).
+MAX_FETCH_BYTES = 5 * 1024 * 1024
+
+
 class TelegramChannel:
     type = ChannelType.TELEGRAM
-    webhook_path = "/telegram/webhook"
 
     def __init__(
         self,
@@ -111,10 +158,11 @@ class TelegramChannel:
         self.config = config
         self.health = ChannelHealth()
         self.bot_username: str | None = None
+        self.webhook_path = webhook_path_for(config)
         self._bot_id: int | None = None
         self._token = config.bot_token.get_secret_value()
         self._timing = timing
-        self._bot = bot if bot is not None else build_bot(config, timing)
+        self._bot = bot if bot is not None else build_bot(config)
         self._submit: Submit | None = None
         self._offset: int | None = None
         self._ready = False
@@ -167,6 +215,26 @@ class TelegramChannel:
             )
         except TelegramError as exc:
             raise channel_error(exc, self._token) from None
+
+    async def fetch_attachment(self, attachment: Attachment) -> Attachment | None:
+        """Download a photo for a vision model: a `data:` URL, so the token never leaves us."""
+        if not attachment.url.startswith(FILE_REF_PREFIX):
+            return None
+        file_id = attachment.url[len(FILE_REF_PREFIX) :]
+        try:
+            tg_file = await self._bot.get_file(file_id)
+            if tg_file.file_size and tg_file.file_size > MAX_FETCH_BYTES:
+                return None
+            data = bytes(await tg_file.download_as_bytearray())
+        except TelegramError as exc:
+            log.warning("telegram_file_failed", error=channel_error(exc, self._token).message)
+            return None
+        if len(data) > MAX_FETCH_BYTES:
+            return None
+        encoded = base64.b64encode(data).decode("ascii")
+        return attachment.model_copy(
+            update={"url": f"data:{attachment.mime_type};base64,{encoded}"}
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 

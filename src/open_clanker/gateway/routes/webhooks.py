@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from fastapi import FastAPI, Request, Response
@@ -18,18 +19,22 @@ class SupportsWebhook(Protocol):
     async def handle_webhook(self, secret_header: str | None, body: bytes) -> int: ...
 
 
-def add_webhook_routes(app: FastAPI, runtime: Runtime) -> None:
+def add_webhook_routes(app: FastAPI, runtime: Runtime) -> frozenset[str]:
+    """Routes for channels in webhook mode; returns their paths."""
+    paths = set()
     for channel in runtime.channels:
         if isinstance(channel, SupportsWebhook) and channel.webhook_path:
+            paths.add(channel.webhook_path)
             app.add_api_route(
                 channel.webhook_path,
                 _endpoint(channel),
                 methods=["POST"],
                 include_in_schema=False,
             )
+    return frozenset(paths)
 
 
-def _endpoint(channel: SupportsWebhook):  # type: ignore[no-untyped-def]
+def _endpoint(channel: SupportsWebhook) -> Callable[[Request], Awaitable[Response]]:
     async def webhook(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BODY:
