@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import urllib.error
 import stat
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from open_clanker.config.model import Config
-from tests.doubles.telegram_double import TelegramDouble, message, update
+from tests.doubles.telegram_double import TelegramDouble, message, update, user
 from tests.harness import RunningGateway, running_gateway
+from tests.proc import clean_env
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -101,5 +104,44 @@ async def test_webhook_route_checks_the_secret() -> None:
                 f"{gw.base_url}/api/v1/status", headers={**gw.auth, "Host": "bot.example.com"}
             ) as r:
                 assert r.status == 403  # only the webhook path is open to the public name
+    finally:
+        await double.stop()
+
+
+async def test_stranger_paired_with_the_cli_is_then_answered(data_dir: Path) -> None:
+    double = TelegramDouble()
+    await double.start()
+    config = tg_config(double, allowed_chats=[])
+    config = config.model_copy(
+        update={"access": config.access.model_copy(update={"dm_policy": "pairing"})}
+    )
+    try:
+        async with running_gateway(config) as gw:
+            double.push(update(message("hi, who are you?", chat_id=555, sender=user(555))))
+            await double.wait_until(lambda: any(s.chat_id == 555 for s in double.sent), 10)
+            notice = double.sent[0].text
+            assert "pairing code is" in notice
+            code = notice.split("pairing code is ")[1][:8]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "open_clanker",
+                "pairing",
+                "approve",
+                code.lower(),
+                env=clean_env(data_dir),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert "telegram:555" in out.decode()
+            double.push(update(message("/start", chat_id=555, sender=user(555))))
+            double.push(update(message("and now?", chat_id=555, sender=user(555))))
+            await double.wait_until(lambda: sum(s.chat_id == 555 for s in double.sent) >= 3, 10)
+            texts = [s.text for s in double.sent if s.chat_id == 555]
+            assert texts[1].startswith("Hello!")
+            assert "and now?" in texts[2]
+            await settled(gw)
     finally:
         await double.stop()

@@ -21,6 +21,8 @@ HELP_TEXT = (
     "/help - show this help"
 )
 
+START_TEXT = "Hello! I am an AI assistant; just write to me.\n\n" + HELP_TEXT
+
 NEW_TEXT = "Started a new conversation. Earlier messages will not be used as context."
 
 

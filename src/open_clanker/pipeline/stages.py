@@ -29,7 +29,13 @@ from open_clanker.pipeline.access import (
     pairing_text,
 )
 from open_clanker.pipeline.bus import EventBus
-from open_clanker.pipeline.commands import HELP_TEXT, NEW_TEXT, Command, parse_command
+from open_clanker.pipeline.commands import (
+    HELP_TEXT,
+    NEW_TEXT,
+    START_TEXT,
+    Command,
+    parse_command,
+)
 from open_clanker.pipeline.context import Ending, Turn
 from open_clanker.pipeline.ratelimit import RateLimiter
 from open_clanker.storage.messages import Status
@@ -208,6 +214,8 @@ class SessionStage:
                 f"This conversation has {len(history)} messages "
                 f"(the newest {self._history_messages} are sent as context)."
             )
+        if command is Command.START:
+            return START_TEXT
         return HELP_TEXT
 
 
