@@ -37,7 +37,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
         async def one(i: int) -> float | None:
-            body = {"text": f"bench message {i}", "session": f"bench-{i % args.sessions}"}
+            body: dict[str, object] = {
+                "text": f"bench message {i}",
+                "session": f"bench-{i % args.sessions}",
+            }
             if args.stream:
                 body["stream"] = True
             data = json.dumps(body).encode()
@@ -46,7 +49,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 async with http.post(url, data=data, headers=headers) as r:
                     raw = await r.read()
                     status = r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 return None
             elapsed = (time.perf_counter() - started) * 1000
@@ -83,9 +86,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await phase(args.offset, args.warmup, False, time.perf_counter() + args.max_seconds)
         errors.clear()
         started = time.perf_counter()
-        done = await phase(
-            args.offset + args.warmup, args.count, True, started + args.max_seconds
-        )
+        done = await phase(args.offset + args.warmup, args.count, True, started + args.max_seconds)
         elapsed = time.perf_counter() - started
 
     ok = len(latencies)
@@ -114,7 +115,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--sessions", type=int, default=50)
-    p.add_argument("--offset", type=int, default=0, help="first message number (keeps texts unique)")
+    p.add_argument(
+        "--offset", type=int, default=0, help="first message number (keeps texts unique)"
+    )
     p.add_argument("--stream", action="store_true")
     p.add_argument("--max-seconds", type=float, default=60.0)
     args = p.parse_args()

@@ -92,7 +92,7 @@ async def main(port: int) -> None:
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=2048)
     await site.start()
     server = site._server
-    assert server is not None and server.sockets  # type: ignore[attr-defined]
+    assert server is not None
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[attr-defined]
     await asyncio.Event().wait()
 

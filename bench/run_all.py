@@ -138,7 +138,13 @@ def floor_app(double_url: str) -> Iterator[tuple[str, int]]:
 
 
 def gateway_env(data_dir: str, double_url: str, level: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "OPENAI_", "ANTHROPIC_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENCLAW_", "OPENAI_", "ANTHROPIC_"))
+    }
+    # A deployed gateway runs from compiled bytecode; let the first (untimed) start write it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         OPENCLAW_DATA_DIR=data_dir,
         HOME=data_dir,
@@ -159,23 +165,35 @@ def gateway_env(data_dir: str, double_url: str, level: str | None) -> dict[str, 
 
 
 def spawn_gateway(
-    data_dir: str, double_url: str, port: int, level: str | None = "warning"
+    data_dir: str,
+    double_url: str,
+    port: int,
+    level: str | None = "warning",
+    whatif: tuple[str, ...] = (),
 ) -> subprocess.Popen[Any]:
+    cmd = [CLI, "gateway", "--port", str(port)]
+    env = gateway_env(data_dir, double_url, level)
+    if whatif:  # the same CLI with fixes patched in (bench/whatif_gateway.py)
+        cmd = [PY, "-m", "bench.whatif_gateway", *cmd[1:]]
+        env.update({f"WHATIF_{flag}": "1" for flag in whatif})
+        env["PYTHONPATH"] = str(ROOT)
     return subprocess.Popen(
-        [CLI, "gateway", "--port", str(port)],
+        cmd,
         cwd=data_dir,
-        env=gateway_env(data_dir, double_url, level),
+        env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(Path(data_dir) / "gateway.stderr", "ab"),  # noqa: SIM115
+        stderr=open(Path(data_dir) / "gateway.stderr", "ab"),
         preexec_fn=raise_nofile,
     )
 
 
 @contextlib.contextmanager
-def gateway(double_url: str, level: str | None = "warning") -> Iterator[tuple[str, int]]:
+def gateway(
+    double_url: str, level: str | None = "warning", whatif: tuple[str, ...] = ()
+) -> Iterator[tuple[str, int]]:
     data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
     port = free_port()
-    proc = spawn_gateway(data_dir, double_url, port, level)
+    proc = spawn_gateway(data_dir, double_url, port, level, whatif)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/health", 30)
@@ -186,7 +204,13 @@ def gateway(double_url: str, level: str | None = "warning") -> Iterator[tuple[st
 
 
 def load(
-    base: str, count: int, concurrency: int, stream: bool, warmup: int, max_s: float, offset: int = 0
+    base: str,
+    count: int,
+    concurrency: int,
+    stream: bool,
+    warmup: int,
+    max_s: float,
+    offset: int = 0,
 ) -> dict[str, Any]:
     cmd = [
         PY, "-m", "bench.load", "--url", base, "--token", TOKEN, "--count", str(count),
@@ -215,16 +239,35 @@ def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[Any] | 
     if exe is None:
         return None
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
-         "--format", "raw", "-o", str(out), "--nonblocking"],  # fmt: skip
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+            "--gil",  # only the thread holding the GIL: where the CPU goes, not who waits
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
+LIBS = ("sqlalchemy", "aiosqlite", "pydantic", "fastapi", "starlette", "uvicorn", "aiohttp",
+        "structlog", "open_clanker", "asyncio", "selectors", "json", "uuid", "threading")  # fmt: skip
+
+
 def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
     """Self and inclusive shares of py-spy's collapsed stacks (non-idle samples only)."""
     self_c: Counter[str] = Counter()
+    libs: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -236,6 +279,8 @@ def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
         frames = [f for f in stack.split(";") if f]
         if frames:
             self_c[frames[-1]] += n
+            leaf = frames[-1]
+            libs[next((k for k in LIBS if k in leaf), "other")] += n
         for f in set(frames):
             incl[f] += n
 
@@ -245,9 +290,14 @@ def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
     # Inclusive list without the always-100% outer frames (loop, CLI entry).
     boring = ("run_forever", "run_until_complete", "_run_once", "Runner.run", "<module>",
               "typer", "click", "Context.invoke", "Command", "cli/main.py", "asyncio/runners.py",
-              "Handle._run")  # fmt: skip
+              "Handle._run", "runpy")  # fmt: skip
     incl_f = Counter({f: k for f, k in incl.items() if not any(b in f for b in boring)})
-    return {"samples": total, "self": share(self_c), "inclusive": share(incl_f)}
+    return {
+        "samples": total,
+        "self": share(self_c),
+        "inclusive": share(incl_f),
+        "by_library": [(k, round(100 * v / total, 1)) for k, v in libs.most_common()],
+    }
 
 
 # ---------------------------------------------------------------- the pieces
@@ -270,6 +320,7 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
                 cpu0 = cpu_s(fpid)
                 res["floor"][name] = load(fbase, n, conc, stream, 200, cap_conc)
                 res["floor"][name]["server_cpu_s"] = round(cpu_s(fpid) - cpu0, 2)
+                res["floor"][name]["server_msgs"] = 200 + res["floor"][name]["sent"]
                 log(f"floor {name}: {res['floor'][name]}")
         with gateway(double, "warning") as (gbase, gpid):
             time.sleep(1.0)
@@ -281,13 +332,14 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
             ):
                 warm = 200 if conc == 1 else 100
                 prof = None
-                if profile and conc == 50:
-                    prof = start_profile(gpid, int(min(10, cap / 2)), raw_dir / f"gateway_{name}.raw")
-                elif profile and conc == 1:
-                    prof = start_profile(gpid, int(min(10, cap / 2)), raw_dir / f"gateway_{name}.raw")
+                if (profile and conc == 50) or (profile and conc == 1):
+                    prof = start_profile(
+                        gpid, int(min(10, cap / 2)), raw_dir / f"gateway_{name}.raw"
+                    )
                 cpu0 = cpu_s(gpid)
                 r = load(gbase, n, conc, stream, warm, cap, offset=sent)
                 r["server_cpu_s"] = round(cpu_s(gpid) - cpu0, 2)
+                r["server_msgs"] = warm + r["sent"]
                 res["gateway"][name] = r
                 sent += warm + r["sent"]
                 if prof is not None:
@@ -301,7 +353,9 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
             time.sleep(1.0)
             res["messages_sent"] = sent
             res["after_rss_kib"] = rss_kib(gpid)
-            log(f"RSS idle {res['idle_rss_kib']} KiB, after {sent} messages {res['after_rss_kib']} KiB")
+            log(
+                f"RSS idle {res['idle_rss_kib']} KiB, after {sent} messages {res['after_rss_kib']} KiB"
+            )
             for name, conc, stream, n, cap in (
                 ("sse_seq", 1, True, n_seq, cap_seq),
                 ("sse_c50", 50, True, n_conc, cap_conc),
@@ -320,21 +374,52 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
     return res
 
 
+def whatif_suite(flags: tuple[str, ...], seconds: float) -> dict[str, Any]:
+    """The gateway with fixes patched in: JSON sequential, JSON 50 in flight, SSE sequential."""
+    out: dict[str, Any] = {"flags": list(flags)}
+    with model_double() as double, gateway(double, "warning", flags) as (gbase, gpid):
+        for name, conc, stream, n in (
+            ("json_seq", 1, False, 3000),
+            ("json_c50", 50, False, 6000),
+            ("sse_seq", 1, True, 3000),
+        ):
+            cpu0 = cpu_s(gpid)
+            r = load(gbase, n, conc, stream, 100, seconds, offset=len(out) * 100_000)
+            r["server_cpu_ms_per_msg"] = round(1000 * (cpu_s(gpid) - cpu0) / (100 + r["sent"]), 2)
+            out[name] = r
+            log(f"what-if {'+'.join(flags)} {name}: {r}")
+        time.sleep(0.5)
+        out["rss_kib"] = rss_kib(gpid)
+    return out
+
+
 def ws_suite(n: int) -> dict[str, Any]:
     with model_double() as double, gateway(double, "warning") as (gbase, gpid):
         time.sleep(1.0)
         before = rss_kib(gpid)
         ws_url = gbase.replace("http://", "ws://") + "/ws"
         proc = subprocess.Popen(
-            [PY, "-m", "bench.ws_hold", "--url", ws_url, "--token", TOKEN, "--n", str(n),
-             "--hold-s", "60"],  # fmt: skip
+            [
+                PY,
+                "-m",
+                "bench.ws_hold",
+                "--url",
+                ws_url,
+                "--token",
+                TOKEN,
+                "--n",
+                str(n),
+                "--hold-s",
+                "60",
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             preexec_fn=raise_nofile,
         )
-        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stdin is not None
         try:
             first = json.loads(proc.stdout.readline() or "{}")
             time.sleep(2.0)
@@ -361,14 +446,15 @@ def ws_suite(n: int) -> dict[str, Any]:
 def launch_suite(runs: int = 5) -> dict[str, Any]:
     times: list[float] = []
     with model_double() as double:
-        for _ in range(runs):
+        for i in range(runs + 1):  # run 0 is an untimed warm-up (bytecode, page cache)
             data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
             port = free_port()
             started = time.perf_counter()
             proc = spawn_gateway(data_dir, double, port)
             try:
                 wait_http(f"http://127.0.0.1:{port}/health", 30)
-                times.append(time.perf_counter() - started)
+                if i:
+                    times.append(time.perf_counter() - started)
             finally:
                 stop(proc)
                 shutil.rmtree(data_dir, ignore_errors=True)
@@ -377,11 +463,13 @@ def launch_suite(runs: int = 5) -> dict[str, Any]:
 
 
 def help_suite(runs: int = 10) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     times: list[float] = []
-    for _ in range(runs):
+    for i in range(runs + 1):  # run 0 is an untimed warm-up
         started = time.perf_counter()
-        subprocess.run([CLI, "--help"], capture_output=True, check=True)
-        times.append(time.perf_counter() - started)
+        subprocess.run([CLI, "--help"], capture_output=True, check=True, env=env)
+        if i:
+            times.append(time.perf_counter() - started)
     log(f"--help: {times}")
     return {"runs_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
 
@@ -438,6 +526,10 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
                     f"added p50 ≤ 1 ms: {verdict(a50 <= T_ADDED_P50_MS, f'{a50 / T_ADDED_P50_MS:.0f}×' if a50 > 0 else 'ok')}; "
                     f"added p99 ≤ 5 ms: {verdict(a99 <= T_ADDED_P99_MS, f'{a99 / T_ADDED_P99_MS:.1f}×' if a99 > 0 else 'ok')}"
                 )
+            if "server_cpu_s" in g and "server_cpu_s" in f:
+                g_cpu = 1000 * g["server_cpu_s"] / max(1, g["server_msgs"])
+                f_cpu = 1000 * f["server_cpu_s"] / max(1, f["server_msgs"])
+                row["result"] += f"; server CPU {g_cpu:.1f} ms/msg vs floor {f_cpu:.2f}"
             rows.append(row)
         gi = chat["gateway_info"]
         for name, label in (("json_seq", "chat JSON, sequential, log level info"),
@@ -493,13 +585,21 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         })  # fmt: skip
 
     md = ["| measure | gateway | floor | result | target |", "| --- | --- | --- | --- | --- |"]
-    md += [f"| {r['what']} | {r['gateway']} | {r['floor']} | {r['result']} | {r['target']} |" for r in rows]
+    md += [
+        f"| {r['what']} | {r['gateway']} | {r['floor']} | {r['result']} | {r['target']} |"
+        for r in rows
+    ]
     text = "\n".join(md)
     prov = res.get("provider")
     if prov:
         text += "\n\nProvider overhead (`bench/provider_overhead.py`):\n\n" + prov["markdown"]
     for name, prof in res.get("profiles", {}).items():
-        text += f"\n\nProfile of the gateway during `{name}` (py-spy, {prof['samples']} non-idle samples):\n\n"
+        text += (
+            f"\n\nProfile of the gateway during `{name}` (py-spy --gil, {prof['samples']} samples); "
+            "running frame by library: "
+            + ", ".join(f"{k} {v}%" for k, v in prof.get("by_library", [])[:8])
+            + "\n\n"
+        )
         text += "| self % | frame |\n| --- | --- |\n"
         text += "\n".join(f"| {p} | `{f}` |" for f, p in prof["self"][:12])
         text += "\n\n| inclusive % | frame |\n| --- | --- |\n"
@@ -533,7 +633,31 @@ def main() -> None:
     p.add_argument("--no-ws", action="store_true")
     p.add_argument("--ws", type=int, default=10_000, help="WebSockets to hold")
     p.add_argument("--only", default="", help="comma list: chat,ws,launch,help,provider")
+    p.add_argument("--report", metavar="JSON", help="only rebuild the report from a results file")
+    p.add_argument(
+        "--whatif",
+        action="append",
+        default=[],
+        metavar="FLAGS",
+        help="measure the gateway with fixes patched in, e.g. NODELAY,UVLOOP (repeatable)",
+    )
     args = p.parse_args()
+    if args.whatif:
+        runs = [whatif_suite(tuple(f.split(",")), 10.0) for f in args.whatif]
+        (RESULTS / "whatif.json").parent.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "whatif.json").write_text(json.dumps(runs, indent=2))
+        print("| fixes | JSON seq msg/s | p50 / p99 ms | JSON 50 in flight msg/s | p50 / p99 ms "
+              "| SSE seq p50 / p99 ms | CPU ms/msg (seq) |")  # fmt: skip
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for r in runs:
+            js, jc, ss = r["json_seq"], r["json_c50"], r["sse_seq"]
+            print(f"| {'+'.join(r['flags'])} | {js['rps']:.0f} | {js['p50_ms']:.1f} / {js['p99_ms']:.1f} "
+                  f"| {jc['rps']:.0f} | {jc['p50_ms']:.0f} / {jc['p99_ms']:.0f} "
+                  f"| {ss['p50_ms']:.1f} / {ss['p99_ms']:.1f} | {js['server_cpu_ms_per_msg']:.1f} |")  # fmt: skip
+        return
+    if args.report:
+        print(build_report(json.loads(Path(args.report).read_text()))[0])
+        return
     raise_nofile()
     os.chdir(ROOT)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -557,18 +681,21 @@ def main() -> None:
     if "ws" in only:
         try:
             res["ws"] = ws_suite(1000 if args.quick else args.ws)
-        except Exception as exc:  # noqa: BLE001 - the endpoint may be unfinished: report, go on
+        except Exception as exc:
             res["ws_error"] = repr(exc)
             log(f"ws failed: {exc!r}")
     res["wall_s"] = round(time.perf_counter() - started, 1)
+    # A partial run (--only, --quick, --no-ws) must not replace the full results.
+    out_name = "latest.json" if not (args.only or args.quick or args.no_ws) else "partial.json"
+    (RESULTS / out_name).write_text(json.dumps(res, indent=2))  # kept even if the report fails
     text, rows = build_report(res)
     res["rows"] = rows
     res["markdown"] = text
-    (RESULTS / "latest.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / out_name).write_text(json.dumps(res, indent=2))
     shutil.rmtree(raw_dir, ignore_errors=True)
     print(f"\nMachine: {res['machine']}\nWall time: {res['wall_s']} s\n")
     print(text)
-    print(f"\n(wrote {RESULTS / 'latest.json'})")
+    print(f"\n(wrote {RESULTS / out_name})")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -39,10 +40,16 @@ async def run(args: argparse.Namespace) -> None:
             async with gate:
                 try:
                     ws = await http.ws_connect(
-                        args.url, headers=headers, heartbeat=None, autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+                        args.url,
+                        headers=headers,
+                        heartbeat=None,
+                        autoping=True,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=5),
                     )
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                    key = type(exc).__name__ + (f" {exc}"[:80] if failures.get(type(exc).__name__) is None else "")
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    key = type(exc).__name__ + (
+                        f" {exc}"[:80] if failures.get(type(exc).__name__) is None else ""
+                    )
                     failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
                     failures.setdefault("first: " + key, 1)
                     return
@@ -56,8 +63,11 @@ async def run(args: argparse.Namespace) -> None:
             try:
                 await ws.send_str('{"type":"ping"}')
                 msg = await ws.receive(timeout=10)
-                return msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("type") == "pong"
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, ConnectionError):
+                return (
+                    msg.type == aiohttp.WSMsgType.TEXT
+                    and json.loads(msg.data).get("type") == "pong"
+                )
+            except (TimeoutError, aiohttp.ClientError, ValueError, ConnectionError):
                 return False
 
         step = max(1, len(sockets) // args.sample)
@@ -77,15 +87,15 @@ async def run(args: argparse.Namespace) -> None:
             flush=True,
         )
         loop = asyncio.get_running_loop()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), args.hold_s)
-        except asyncio.TimeoutError:
-            pass
         still_open = sum(1 for ws in sockets if not ws.closed)
         pongs_after = sum(await asyncio.gather(*(ping(ws) for ws in sample)))
         print(json.dumps({"still_open": still_open, "pongs_after": pongs_after}), flush=True)
         for ws in sockets:  # let the kernel close them: a clean close of 10k takes long
-            ws._response.connection and ws._response.connection.transport and ws._response.connection.transport.abort()  # type: ignore[union-attr]
+            conn = ws._response.connection
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
 
 
 def main() -> None:
