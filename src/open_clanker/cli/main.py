@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -86,7 +87,6 @@ def gateway(
     tls: Annotated[bool, typer.Option("--tls", help="Serve HTTPS with [server.tls].")] = False,
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM, then drain in-flight work and exit 0."""
-    import asyncio
     import os
 
     from open_clanker.core.errors import ClankerError
@@ -106,7 +106,7 @@ def gateway(
     from open_clanker.gateway.server import serve
 
     try:
-        asyncio.run(
+        _run_fast(
             serve(
                 config,
                 host or config.server.host,
@@ -118,6 +118,18 @@ def gateway(
         fail(exc.message)
     except KeyboardInterrupt:
         pass
+
+
+def _run_fast(coro: Coroutine[Any, Any, None]) -> None:
+    """uvloop when installed (it comes with uvicorn[standard]), as uvicorn itself would pick."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def _secret_values(config) -> list[str]:  # type: ignore[no-untyped-def]

@@ -20,3 +20,9 @@ def upsert(
     return (
         mod.insert(table).values(**values).on_conflict_do_update(index_elements=keys, set_=update)
     )
+
+
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """The dialect's INSERT construct (it has `on_conflict_*`), to build a statement once."""
+    mod: Any = postgresql if dialect == "postgresql" else sqlite
+    return mod.insert(table)

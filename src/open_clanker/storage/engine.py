@@ -29,7 +29,11 @@ def make_engine(url: str) -> AsyncEngine:
         path = full.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(full, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer anyway, and several pooled connections
+        # only wait on each other's write lock (seconds of tail latency under load).
+        engine = create_async_engine(
+            full, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(full, pool_size=10, max_overflow=10, pool_pre_ping=True)

@@ -19,7 +19,7 @@ from open_clanker.core.types import (
     Role,
     SessionKey,
 )
-from open_clanker.storage.dialect import insert_ignore, upsert
+from open_clanker.storage.dialect import dialect_insert
 from open_clanker.storage.schema import messages, outbox, processed_ids, sessions
 
 
@@ -51,12 +51,22 @@ class SessionInfo:
     message_count: int
 
 
+_DEFAULT_METADATA_JSON = MessageMetadata().model_dump_json()
+_DEFAULT_METADATA = MessageMetadata()
+
+
 def _ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
 def message_from_row(row: Any) -> Message:
-    return Message(
+    """Rows were validated on the way in; constructing without re-validation is ~10x faster."""
+    meta = (
+        _DEFAULT_METADATA
+        if row.metadata_json == _DEFAULT_METADATA_JSON
+        else MessageMetadata.model_validate_json(row.metadata_json)
+    )
+    return Message.model_construct(
         id=row.id,
         channel_type=ChannelType(row.channel_type),
         channel_id=row.channel_id,
@@ -65,12 +75,16 @@ def message_from_row(row: Any) -> Message:
         text=row.text,
         timestamp=_ts(row.timestamp),
         session=SessionKey(row.session_key),
-        metadata=MessageMetadata.model_validate_json(row.metadata_json),
+        metadata=meta,
     )
 
 
 def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any]:
+    """Every column, always: one statement shape, so its compiled form is reused."""
     return {
+        "context_json": "{}",
+        "answers_id": None,
+        "response_json": None,
         "id": msg.id,
         "session_key": msg.session,
         "generation": generation,
@@ -80,7 +94,11 @@ def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any
         "role": msg.role.value,
         "text": msg.text,
         "timestamp": msg.timestamp.timestamp(),
-        "metadata_json": msg.metadata.model_dump_json(),
+        "metadata_json": (
+            _DEFAULT_METADATA_JSON
+            if msg.metadata == _DEFAULT_METADATA
+            else msg.metadata.model_dump_json()
+        ),
         "status": status,
     }
 
@@ -89,6 +107,19 @@ class MessageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        # Hot-path statements are built once and executed with parameters: rebuilding them
+        # per message showed up as a third of the gateway's CPU in the benchmark profile.
+        self._claim_stmt = dialect_insert(self._dialect, processed_ids).on_conflict_do_nothing()
+        touch = dialect_insert(self._dialect, sessions)
+        self._touch_stmt = touch.on_conflict_do_update(
+            index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
+        ).returning(sessions.c.generation)
+        self._insert_stmt = messages.insert()
+        self._status_stmt = (
+            messages.update()
+            .where(messages.c.id == sa.bindparam("mid"))
+            .values(status=sa.bindparam("new_status"))
+        )
 
     async def seen(self, channel: ChannelType, platform_id: str) -> bool:
         stmt = sa.select(processed_ids.c.platform_id).where(
@@ -103,31 +134,21 @@ class MessageStore:
             return await self._claim(conn, channel, platform_id)
 
     async def _claim(self, conn: AsyncConnection, channel: ChannelType, platform_id: str) -> bool:
-        stmt = insert_ignore(
-            self._dialect,
-            processed_ids,
-            {"channel": channel.value, "platform_id": platform_id, "created_at": time.time()},
-        )
-        result = await conn.execute(stmt)
+        params = {"channel": channel.value, "platform_id": platform_id, "created_at": time.time()}
+        result = await conn.execute(self._claim_stmt, params)
         return bool(result.rowcount)
 
     async def _touch_session(self, conn: AsyncConnection, msg: Message) -> int:
         now = time.time()
-        stmt = upsert(
-            self._dialect,
-            sessions,
-            {
-                "key": msg.session,
-                "channel": msg.channel_type.value,
-                "channel_id": msg.channel_id,
-                "generation": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-            ["key"],
-            {"updated_at": now},
-        ).returning(sessions.c.generation)
-        return int((await conn.execute(stmt)).scalar_one())
+        params = {
+            "key": msg.session,
+            "channel": msg.channel_type.value,
+            "channel_id": msg.channel_id,
+            "generation": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return int((await conn.execute(self._touch_stmt, params)).scalar_one())
 
     async def accept(
         self,
@@ -148,7 +169,7 @@ class MessageStore:
             generation = await self._touch_session(conn, msg)
             values = _message_values(msg, generation, status)
             values["context_json"] = json.dumps(context)
-            await conn.execute(messages.insert().values(**values))
+            await conn.execute(self._insert_stmt, values)
         return True
 
     async def store_reply(
@@ -167,21 +188,17 @@ class MessageStore:
             values = _message_values(reply, generation, status)
             values["answers_id"] = answers.id if answers else None
             values["response_json"] = response.model_dump_json() if response else None
-            await conn.execute(messages.insert().values(**values))
+            await conn.execute(self._insert_stmt, values)
             if answers is not None:
                 await conn.execute(
-                    messages.update()
-                    .where(messages.c.id == answers.id)
-                    .values(status=answers_status)
+                    self._status_stmt, {"mid": answers.id, "new_status": answers_status}
                 )
             if outbox_rows:
                 await conn.execute(outbox.insert(), outbox_rows)
 
     async def set_status(self, message_id: str, status: str) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                messages.update().where(messages.c.id == message_id).values(status=status)
-            )
+            await conn.execute(self._status_stmt, {"mid": message_id, "new_status": status})
 
     async def history(self, key: SessionKey, limit: int) -> list[Message]:
         """The newest `limit` conversation messages of the session's current generation, oldest

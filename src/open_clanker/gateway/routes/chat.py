@@ -109,6 +109,9 @@ async def chat(
     return result
 
 
+_RUNNING: set[asyncio.Task[Turn]] = set()
+
+
 class _QueueSink:
     def __init__(self, queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
         self._queue = queue
@@ -129,6 +132,9 @@ async def _sse(
 ) -> AsyncIterator[str]:
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
     task = asyncio.create_task(runtime.pipeline.handle(inbound, _QueueSink(queue)))
+    # Referenced until done: a client that hangs up must not let the turn be collected.
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
     waiter: asyncio.Task[tuple[str, dict[str, Any]]] | None = None
     try:
         while True:
