@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from open_clanker.storage.engine import make_engine
+from open_clanker.storage.database import Database
 from open_clanker.storage.schema import metadata
 from open_clanker.storage.store import Store
 
@@ -32,13 +32,16 @@ async def fresh_store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
         url = f"sqlite:///{tmp_path}/store.db"
     else:
         url = PG_URL
-        engine = make_engine(url)
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all)
-            await conn.execute(sa.text("DROP TABLE IF EXISTS schema_version"))
-        await engine.dispose()
+        db = Database(url)
+        await db.write(_drop_everything)
+        await db.close()
     store = await Store.open(url)
     try:
         yield store
     finally:
         await store.close()
+
+
+def _drop_everything(conn: sa.Connection) -> None:
+    metadata.drop_all(conn)
+    conn.execute(sa.text("DROP TABLE IF EXISTS schema_version"))

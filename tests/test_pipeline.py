@@ -80,11 +80,12 @@ async def test_provider_failure_gets_short_reply_and_is_recorded(kit: Kit) -> No
     assert turn.ending is Ending.FAILED
     await kit.deliver()
     assert kit.channel.texts() == [PROVIDER_FAILED_TEXT]
-    async with kit.store.engine.connect() as conn:
-        status = (
-            await conn.execute(sa.select(messages.c.status).where(messages.c.id == turn.message.id))
-        ).scalar()
-    assert status == "failed"
+
+    def status_of(conn: sa.Connection) -> object:
+        stmt = sa.select(messages.c.status).where(messages.c.id == turn.message.id)
+        return conn.execute(stmt).scalar()
+
+    assert await kit.store.db.read(status_of) == "failed"
 
 
 async def test_outbox_retries_a_429_and_loses_nothing(kit: Kit) -> None:

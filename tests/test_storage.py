@@ -34,10 +34,12 @@ def msg(text: str, session: str = "telegram:42", role: Role = Role.USER) -> Mess
 
 
 async def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
-    assert await migrate(store.engine) == LATEST
-    async with store.engine.connect() as conn:
-        versions = (await conn.execute(sa.text("SELECT version FROM schema_version"))).all()
-    assert [v[0] for v in versions] == list(range(1, LATEST + 1))
+    assert await migrate(store.db) == LATEST
+
+    def versions(conn: sa.Connection) -> list[int]:
+        return [v[0] for v in conn.execute(sa.text("SELECT version FROM schema_version"))]
+
+    assert await store.db.read(versions) == list(range(1, LATEST + 1))
 
 
 async def test_accept_is_atomic_with_the_platform_id_claim(store: Store) -> None:
@@ -150,10 +152,13 @@ async def test_sessions_listed_newest_first(store: Store) -> None:
 async def test_sqlite_pragmas(tmp_path: Path) -> None:
     store = await Store.open(f"sqlite:///{tmp_path}/p.db")
     try:
-        async with store.engine.connect() as conn:
-            mode = (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar()
-            fks = (await conn.execute(sa.text("PRAGMA foreign_keys"))).scalar()
-            busy = (await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar()
-        assert (mode, fks, busy) == ("wal", 1, 10000)
+
+        def pragmas(conn: sa.Connection) -> tuple[object, ...]:
+            return tuple(
+                conn.execute(sa.text(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            )
+
+        assert await store.db.read(pragmas) == ("wal", 1, 10000)
     finally:
         await store.close()

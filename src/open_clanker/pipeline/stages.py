@@ -270,7 +270,7 @@ class ModelCall:
         """Images of the newest message, fetched from the platform so the model can see them.
         Older turns keep their references (described as notes), so history costs no downloads."""
         channel = self._channels.get(turn.message.channel_type)
-        if not isinstance(channel, SupportsAttachments):
+        if channel is None or not isinstance(channel, SupportsAttachments):
             return chat_turn
         resolved = []
         for att in chat_turn.attachments:
@@ -296,7 +296,7 @@ class ModelCall:
 
     def _start_typing(self, turn: Turn) -> asyncio.Task[None] | None:
         channel = self._channels.get(turn.message.channel_type)
-        if turn.sink is not None or not isinstance(channel, SupportsTyping):
+        if channel is None or turn.sink is not None or not isinstance(channel, SupportsTyping):
             return None
         chat_id, thread_id = turn.message.channel_id, turn.inbound.thread_id
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from open_clanker.storage.database import Database
 from open_clanker.storage.dialect import insert_ignore
 from open_clanker.storage.schema import allowed_senders, pairing_codes
 
@@ -33,102 +33,105 @@ class AllowedSender:
 
 
 class AccessStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._dialect = engine.dialect.name
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def is_allowed(self, channel: str, sender: str) -> bool:
+        return await self._db.read(self._is_allowed, channel, sender)
+
+    def _is_allowed(self, conn: sa.Connection, channel: str, sender: str) -> bool:
         stmt = sa.select(allowed_senders.c.sender).where(
             allowed_senders.c.channel == channel, allowed_senders.c.sender == sender
         )
-        async with self._engine.connect() as conn:
-            return (await conn.execute(stmt)).first() is not None
+        return conn.execute(stmt).first() is not None
 
     async def allow(self, channel: str, sender: str, via: str) -> None:
         values = {"channel": channel, "sender": sender, "added_at": time.time(), "via": via}
-        async with self._engine.begin() as conn:
-            await conn.execute(insert_ignore(self._dialect, allowed_senders, values))
+        await self._db.write(self._insert_allowed, values)
+
+    def _insert_allowed(self, conn: sa.Connection, values: dict[str, Any]) -> None:
+        conn.execute(insert_ignore(self._db.dialect, allowed_senders, values))
 
     async def revoke(self, channel: str, sender: str) -> bool:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                allowed_senders.delete().where(
-                    allowed_senders.c.channel == channel, allowed_senders.c.sender == sender
-                )
+        return await self._db.write(self._revoke, channel, sender)
+
+    def _revoke(self, conn: sa.Connection, channel: str, sender: str) -> bool:
+        result = conn.execute(
+            allowed_senders.delete().where(
+                allowed_senders.c.channel == channel, allowed_senders.c.sender == sender
             )
-            codes = await conn.execute(
-                pairing_codes.delete().where(
-                    pairing_codes.c.channel == channel, pairing_codes.c.sender == sender
-                )
+        )
+        codes = conn.execute(
+            pairing_codes.delete().where(
+                pairing_codes.c.channel == channel, pairing_codes.c.sender == sender
             )
+        )
         return bool(result.rowcount or codes.rowcount)
 
     async def allowed(self) -> list[AllowedSender]:
-        stmt = sa.select(allowed_senders).order_by(allowed_senders.c.added_at)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [AllowedSender(r.channel, r.sender, r.added_at, r.via) for r in rows]
+        return await self._db.read(self._allowed)
+
+    def _allowed(self, conn: sa.Connection) -> list[AllowedSender]:
+        rows = conn.execute(sa.select(allowed_senders).order_by(allowed_senders.c.added_at))
+        return [AllowedSender(r.channel, r.sender, r.added_at, r.via) for r in rows.all()]
 
     async def pending_codes(self, now: float, channel: str | None = None) -> list[PairingCode]:
+        return await self._db.read(self._pending_codes, now, channel)
+
+    def _pending_codes(
+        self, conn: sa.Connection, now: float, channel: str | None
+    ) -> list[PairingCode]:
         stmt = sa.select(pairing_codes).where(
             pairing_codes.c.status == "pending", pairing_codes.c.expires_at > now
         )
         if channel is not None:
             stmt = stmt.where(pairing_codes.c.channel == channel)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt.order_by(pairing_codes.c.created_at))).all()
-        return [_code(r) for r in rows]
+        return [_code(r) for r in conn.execute(stmt.order_by(pairing_codes.c.created_at)).all()]
 
     async def create_code(self, code: PairingCode) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                pairing_codes.insert().values(
-                    code=code.code,
-                    channel=code.channel,
-                    sender=code.sender,
-                    chat_id=code.chat_id,
-                    created_at=code.created_at,
-                    expires_at=code.expires_at,
-                    last_sent_at=code.last_sent_at,
-                    status="pending",
-                )
+        await self._db.write(self._create_code, code)
+
+    def _create_code(self, conn: sa.Connection, code: PairingCode) -> None:
+        conn.execute(
+            pairing_codes.insert().values(
+                code=code.code,
+                channel=code.channel,
+                sender=code.sender,
+                chat_id=code.chat_id,
+                created_at=code.created_at,
+                expires_at=code.expires_at,
+                last_sent_at=code.last_sent_at,
+                status="pending",
             )
+        )
 
     async def touch_code(self, code: str, now: float) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                pairing_codes.update().where(pairing_codes.c.code == code).values(last_sent_at=now)
-            )
+        await self._db.write(self._touch_code, code, now)
+
+    def _touch_code(self, conn: sa.Connection, code: str, now: float) -> None:
+        conn.execute(
+            pairing_codes.update().where(pairing_codes.c.code == code).values(last_sent_at=now)
+        )
 
     async def approve(self, code: str, now: float) -> PairingCode | None:
         """Use a pending, unexpired code once: its sender becomes allowed."""
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(pairing_codes).where(
-                        pairing_codes.c.code == code,
-                        pairing_codes.c.status == "pending",
-                        pairing_codes.c.expires_at > now,
-                    )
-                )
-            ).first()
-            if row is None:
-                return None
-            await conn.execute(
-                pairing_codes.update().where(pairing_codes.c.code == code).values(status="approved")
+        return await self._db.write(self._approve, code, now)
+
+    def _approve(self, conn: sa.Connection, code: str, now: float) -> PairingCode | None:
+        row = conn.execute(
+            sa.select(pairing_codes).where(
+                pairing_codes.c.code == code,
+                pairing_codes.c.status == "pending",
+                pairing_codes.c.expires_at > now,
             )
-            await conn.execute(
-                insert_ignore(
-                    self._dialect,
-                    allowed_senders,
-                    {
-                        "channel": row.channel,
-                        "sender": row.sender,
-                        "added_at": now,
-                        "via": "pairing",
-                    },
-                )
-            )
+        ).first()
+        if row is None:
+            return None
+        conn.execute(
+            pairing_codes.update().where(pairing_codes.c.code == code).values(status="approved")
+        )
+        values = {"channel": row.channel, "sender": row.sender, "added_at": now, "via": "pairing"}
+        conn.execute(insert_ignore(self._db.dialect, allowed_senders, values))
         return _code(row)
 
 

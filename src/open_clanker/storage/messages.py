@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from open_clanker.core.types import (
     AgentResponse,
@@ -19,6 +18,7 @@ from open_clanker.core.types import (
     Role,
     SessionKey,
 )
+from open_clanker.storage.database import Database
 from open_clanker.storage.dialect import dialect_insert
 from open_clanker.storage.schema import messages, outbox, processed_ids, sessions
 
@@ -104,13 +104,15 @@ def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any
 
 
 class MessageStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._dialect = engine.dialect.name
+    """Each public method is one transaction (`db.write`) or one read (`db.read`); the SQL
+    itself is in the synchronous `_…` functions, identical for SQLite and PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
         # Hot-path statements are built once and executed with parameters: rebuilding them
-        # per message showed up as a third of the gateway's CPU in the benchmark profile.
-        self._claim_stmt = dialect_insert(self._dialect, processed_ids).on_conflict_do_nothing()
-        touch = dialect_insert(self._dialect, sessions)
+        # per message showed up in the benchmark profile.
+        self._claim_stmt = dialect_insert(db.dialect, processed_ids).on_conflict_do_nothing()
+        touch = dialect_insert(db.dialect, sessions)
         self._touch_stmt = touch.on_conflict_do_update(
             index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
         ).returning(sessions.c.generation)
@@ -120,25 +122,46 @@ class MessageStore:
             .where(messages.c.id == sa.bindparam("mid"))
             .values(status=sa.bindparam("new_status"))
         )
+        self._seen_stmt = sa.select(processed_ids.c.platform_id).where(
+            processed_ids.c.channel == sa.bindparam("channel"),
+            processed_ids.c.platform_id == sa.bindparam("pid"),
+        )
+        generation = (
+            sa.select(sessions.c.generation)
+            .where(sessions.c.key == sa.bindparam("key"))
+            .scalar_subquery()
+        )
+        self._history_stmt = (
+            sa.select(messages)
+            .where(
+                messages.c.session_key == sa.bindparam("key"),
+                messages.c.generation == generation,
+                messages.c.status.in_(
+                    [Status.PENDING, Status.ANSWERED, Status.FAILED, Status.REPLY]
+                ),
+            )
+            .order_by(messages.c.seq.desc())
+            .limit(sa.bindparam("limit"))
+        )
+
+    # -- duplicates -------------------------------------------------------------------------
 
     async def seen(self, channel: ChannelType, platform_id: str) -> bool:
-        stmt = sa.select(processed_ids.c.platform_id).where(
-            processed_ids.c.channel == channel.value, processed_ids.c.platform_id == platform_id
-        )
-        async with self._engine.connect() as conn:
-            return (await conn.execute(stmt)).first() is not None
+        return await self._db.read(self._seen, channel, platform_id)
+
+    def _seen(self, conn: sa.Connection, channel: ChannelType, platform_id: str) -> bool:
+        params = {"channel": channel.value, "pid": platform_id}
+        return conn.execute(self._seen_stmt, params).first() is not None
 
     async def mark_processed(self, channel: ChannelType, platform_id: str) -> bool:
         """Remember a platform id without storing a message (a refusal). False if seen before."""
-        async with self._engine.begin() as conn:
-            return await self._claim(conn, channel, platform_id)
+        return await self._db.write(self._claim, channel, platform_id)
 
-    async def _claim(self, conn: AsyncConnection, channel: ChannelType, platform_id: str) -> bool:
+    def _claim(self, conn: sa.Connection, channel: ChannelType, platform_id: str) -> bool:
         params = {"channel": channel.value, "platform_id": platform_id, "created_at": time.time()}
-        result = await conn.execute(self._claim_stmt, params)
-        return bool(result.rowcount)
+        return bool(conn.execute(self._claim_stmt, params).rowcount)
 
-    async def _touch_session(self, conn: AsyncConnection, msg: Message) -> int:
+    def _touch_session(self, conn: sa.Connection, msg: Message) -> int:
         now = time.time()
         params = {
             "key": msg.session,
@@ -148,7 +171,9 @@ class MessageStore:
             "created_at": now,
             "updated_at": now,
         }
-        return int((await conn.execute(self._touch_stmt, params)).scalar_one())
+        return int(conn.execute(self._touch_stmt, params).scalar_one())
+
+    # -- the pipeline's two writes ----------------------------------------------------------
 
     async def accept(
         self,
@@ -161,15 +186,22 @@ class MessageStore:
 
         Returns False when the platform id was already claimed: a re-delivery or a replica race.
         """
-        async with self._engine.begin() as conn:
-            if platform_id is not None and not await self._claim(
-                conn, msg.channel_type, platform_id
-            ):
-                return False
-            generation = await self._touch_session(conn, msg)
-            values = _message_values(msg, generation, status)
-            values["context_json"] = json.dumps(context)
-            await conn.execute(self._insert_stmt, values)
+        return await self._db.write(self._accept, msg, platform_id, context, status)
+
+    def _accept(
+        self,
+        conn: sa.Connection,
+        msg: Message,
+        platform_id: str | None,
+        context: dict[str, Any],
+        status: str,
+    ) -> bool:
+        if platform_id is not None and not self._claim(conn, msg.channel_type, platform_id):
+            return False
+        generation = self._touch_session(conn, msg)
+        values = _message_values(msg, generation, status)
+        values["context_json"] = json.dumps(context)
+        conn.execute(self._insert_stmt, values)
         return True
 
     async def store_reply(
@@ -183,64 +215,77 @@ class MessageStore:
         answers_status: str = Status.ANSWERED,
     ) -> None:
         """Store the reply, settle what it answers, and queue its delivery, atomically."""
-        async with self._engine.begin() as conn:
-            generation = await self._touch_session(conn, reply)
-            values = _message_values(reply, generation, status)
-            values["answers_id"] = answers.id if answers else None
-            values["response_json"] = response.model_dump_json() if response else None
-            await conn.execute(self._insert_stmt, values)
-            if answers is not None:
-                await conn.execute(
-                    self._status_stmt, {"mid": answers.id, "new_status": answers_status}
-                )
-            if outbox_rows:
-                await conn.execute(outbox.insert(), outbox_rows)
+        values_extra = {
+            "answers_id": answers.id if answers else None,
+            "response_json": response.model_dump_json() if response else None,
+        }
+        await self._db.write(
+            self._store_reply, reply, values_extra, status, outbox_rows, answers, answers_status
+        )
+
+    def _store_reply(
+        self,
+        conn: sa.Connection,
+        reply: Message,
+        values_extra: dict[str, Any],
+        status: str,
+        outbox_rows: list[dict[str, Any]],
+        answers: Message | None,
+        answers_status: str,
+    ) -> None:
+        generation = self._touch_session(conn, reply)
+        values = _message_values(reply, generation, status)
+        values.update(values_extra)
+        conn.execute(self._insert_stmt, values)
+        if answers is not None:
+            conn.execute(self._status_stmt, {"mid": answers.id, "new_status": answers_status})
+        if outbox_rows:
+            conn.execute(outbox.insert(), outbox_rows)
 
     async def set_status(self, message_id: str, status: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(self._status_stmt, {"mid": message_id, "new_status": status})
+        await self._db.write(self._set_status, message_id, status)
+
+    def _set_status(self, conn: sa.Connection, message_id: str, status: str) -> None:
+        conn.execute(self._status_stmt, {"mid": message_id, "new_status": status})
+
+    # -- reading ----------------------------------------------------------------------------
 
     async def history(self, key: SessionKey, limit: int) -> list[Message]:
         """The newest `limit` conversation messages of the session's current generation, oldest
         first. Slash commands and their answers are not conversation and are left out."""
-        gen = sa.select(sessions.c.generation).where(sessions.c.key == key).scalar_subquery()
-        stmt = (
-            sa.select(messages)
-            .where(
-                messages.c.session_key == key,
-                messages.c.generation == gen,
-                messages.c.status.in_(
-                    [Status.PENDING, Status.ANSWERED, Status.FAILED, Status.REPLY]
-                ),
-            )
-            .order_by(messages.c.seq.desc())
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        return await self._db.read(self._history, key, limit)
+
+    def _history(self, conn: sa.Connection, key: SessionKey, limit: int) -> list[Message]:
+        rows = conn.execute(self._history_stmt, {"key": key, "limit": limit}).all()
         return [message_from_row(r) for r in reversed(rows)]
 
     async def session_messages(
         self, key: SessionKey, limit: int, before: str | None = None
     ) -> list[Message] | None:
         """A session's current messages (None: no such session). `before` is a message id."""
-        async with self._engine.connect() as conn:
-            generation = (
-                await conn.execute(sa.select(sessions.c.generation).where(sessions.c.key == key))
-            ).scalar()
-            if generation is None:
-                return None
-            stmt = sa.select(messages).where(
-                messages.c.session_key == key, messages.c.generation == generation
-            )
-            if before:
-                seq = sa.select(messages.c.seq).where(messages.c.id == before).scalar_subquery()
-                stmt = stmt.where(messages.c.seq < seq)
-            stmt = stmt.order_by(messages.c.seq.desc()).limit(limit)
-            rows = (await conn.execute(stmt)).all()
+        return await self._db.read(self._session_messages, key, limit, before)
+
+    def _session_messages(
+        self, conn: sa.Connection, key: SessionKey, limit: int, before: str | None
+    ) -> list[Message] | None:
+        generation = conn.execute(
+            sa.select(sessions.c.generation).where(sessions.c.key == key)
+        ).scalar()
+        if generation is None:
+            return None
+        stmt = sa.select(messages).where(
+            messages.c.session_key == key, messages.c.generation == generation
+        )
+        if before:
+            seq = sa.select(messages.c.seq).where(messages.c.id == before).scalar_subquery()
+            stmt = stmt.where(messages.c.seq < seq)
+        rows = conn.execute(stmt.order_by(messages.c.seq.desc()).limit(limit)).all()
         return [message_from_row(r) for r in reversed(rows)]
 
     async def list_sessions(self, limit: int) -> list[SessionInfo]:
+        return await self._db.read(self._list_sessions, limit)
+
+    def _list_sessions(self, conn: sa.Connection, limit: int) -> list[SessionInfo]:
         count = (
             sa.select(sa.func.count())
             .where(
@@ -254,8 +299,6 @@ class MessageStore:
             .order_by(sessions.c.updated_at.desc())
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
         return [
             SessionInfo(
                 key=SessionKey(r.key),
@@ -265,44 +308,44 @@ class MessageStore:
                 updated_at=_ts(r.updated_at),
                 message_count=int(r.message_count),
             )
-            for r in rows
+            for r in conn.execute(stmt).all()
         ]
 
     async def reset_session(self, key: SessionKey) -> bool:
         """Start the session afresh; old messages stay on record. False if there is none."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sessions.update()
-                .where(sessions.c.key == key)
-                .values(generation=sessions.c.generation + 1, updated_at=time.time())
-            )
+        return await self._db.write(self._reset_session, key)
+
+    def _reset_session(self, conn: sa.Connection, key: SessionKey) -> bool:
+        result = conn.execute(
+            sessions.update()
+            .where(sessions.c.key == key)
+            .values(generation=sessions.c.generation + 1, updated_at=time.time())
+        )
         return bool(result.rowcount)
 
     async def pending(self) -> list[PendingMessage]:
+        return await self._db.read(self._pending)
+
+    def _pending(self, conn: sa.Connection) -> list[PendingMessage]:
         stmt = (
             sa.select(messages)
             .where(messages.c.status == Status.PENDING, messages.c.role == Role.USER.value)
             .order_by(messages.c.seq)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [PendingMessage(message_from_row(r), json.loads(r.context_json)) for r in rows]
+        return [
+            PendingMessage(message_from_row(r), json.loads(r.context_json))
+            for r in conn.execute(stmt).all()
+        ]
 
     async def counts(self) -> dict[str, int]:
-        async with self._engine.connect() as conn:
-            n_messages = (
-                await conn.execute(sa.select(sa.func.count()).select_from(messages))
-            ).scalar()
-            n_sessions = (
-                await conn.execute(sa.select(sa.func.count()).select_from(sessions))
-            ).scalar()
-            n_pending = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(messages.c.status == Status.PENDING)
-                )
-            ).scalar()
+        return await self._db.read(self._counts)
+
+    def _counts(self, conn: sa.Connection) -> dict[str, int]:
+        def count(stmt: Any) -> int:
+            return int(conn.execute(stmt).scalar() or 0)
+
         return {
-            "messages": int(n_messages or 0),
-            "sessions": int(n_sessions or 0),
-            "pending": int(n_pending or 0),
+            "messages": count(sa.select(sa.func.count()).select_from(messages)),
+            "sessions": count(sa.select(sa.func.count()).select_from(sessions)),
+            "pending": count(sa.select(sa.func.count()).where(messages.c.status == Status.PENDING)),
         }

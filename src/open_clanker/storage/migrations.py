@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from open_clanker.storage import schema
+from open_clanker.storage.database import Database
 
 Migration = Callable[[sa.Connection], None]
 
@@ -43,7 +43,6 @@ def _apply(conn: sa.Connection) -> int:
     return current
 
 
-async def migrate(engine: AsyncEngine) -> int:
+async def migrate(db: Database) -> int:
     """Bring the schema to the latest version; returns it."""
-    async with engine.begin() as conn:
-        return await conn.run_sync(_apply)
+    return await db.write(_apply)

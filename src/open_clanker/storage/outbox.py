@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from open_clanker.storage.database import Database
 from open_clanker.storage.schema import outbox
 
 
@@ -63,52 +63,61 @@ def outbox_rows(
 
 
 class OutboxStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def enqueue(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            async with self._engine.begin() as conn:
-                await conn.execute(outbox.insert(), rows)
+            await self._db.write(_insert, rows)
 
     async def heads(self, limit: int = 100) -> list[OutboxItem]:
         """The first undelivered part of each chat: later parts wait for earlier ones."""
-        first = (
-            sa.select(sa.func.min(outbox.c.seq))
-            .where(outbox.c.status == OutboxStatus.PENDING)
-            .group_by(outbox.c.channel, outbox.c.channel_id)
-        )
-        stmt = sa.select(outbox).where(outbox.c.seq.in_(first)).order_by(outbox.c.seq).limit(limit)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_item(r) for r in rows]
+        return await self._db.read(_heads, limit)
 
     async def mark_sent(self, seq: int) -> None:
-        await self._update(seq, status=OutboxStatus.SENT, sent_at=time.time())
+        await self._db.write(_update, seq, {"status": OutboxStatus.SENT, "sent_at": time.time()})
 
     async def mark_retry(self, seq: int, delay_s: float, error: str) -> None:
-        await self._update(
-            seq,
-            attempts=outbox.c.attempts + 1,
-            next_attempt_at=time.time() + delay_s,
-            last_error=error[:500],
-        )
+        values = {
+            "attempts": outbox.c.attempts + 1,
+            "next_attempt_at": time.time() + delay_s,
+            "last_error": error[:500],
+        }
+        await self._db.write(_update, seq, values)
 
     async def mark_dead(self, seq: int, error: str) -> None:
-        await self._update(
-            seq, status=OutboxStatus.DEAD, attempts=outbox.c.attempts + 1, last_error=error[:500]
-        )
-
-    async def _update(self, seq: int, **values: Any) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(outbox.update().where(outbox.c.seq == seq).values(**values))
+        values = {
+            "status": OutboxStatus.DEAD,
+            "attempts": outbox.c.attempts + 1,
+            "last_error": error[:500],
+        }
+        await self._db.write(_update, seq, values)
 
     async def count(self, status: str) -> int:
-        async with self._engine.connect() as conn:
-            value = (
-                await conn.execute(sa.select(sa.func.count()).where(outbox.c.status == status))
-            ).scalar()
-        return int(value or 0)
+        return await self._db.read(_count, status)
+
+
+def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(outbox.insert(), rows)
+
+
+def _heads(conn: sa.Connection, limit: int) -> list[OutboxItem]:
+    first = (
+        sa.select(sa.func.min(outbox.c.seq))
+        .where(outbox.c.status == OutboxStatus.PENDING)
+        .group_by(outbox.c.channel, outbox.c.channel_id)
+    )
+    stmt = sa.select(outbox).where(outbox.c.seq.in_(first)).order_by(outbox.c.seq).limit(limit)
+    return [_item(r) for r in conn.execute(stmt).all()]
+
+
+def _update(conn: sa.Connection, seq: int, values: dict[str, Any]) -> None:
+    conn.execute(outbox.update().where(outbox.c.seq == seq).values(**values))
+
+
+def _count(conn: sa.Connection, status: str) -> int:
+    stmt = sa.select(sa.func.count()).where(outbox.c.status == status)
+    return int(conn.execute(stmt).scalar() or 0)
 
 
 def _item(r: Any) -> OutboxItem:

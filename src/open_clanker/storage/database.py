@@ -1,0 +1,111 @@
+"""Where SQL runs: one transaction is one plain function over a SQLAlchemy `Connection`.
+
+SQLite: the functions run on one dedicated thread with the stdlib driver, so a whole
+transaction costs one hop between the event loop and that thread. (Through aiosqlite every
+cursor call was its own hop, ~30 per message, and that dominated the gateway's CPU profile.)
+One thread is also SQLite's one writer: no lock waits between pooled connections.
+
+PostgreSQL: the same functions run through asyncpg via `AsyncConnection.run_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from open_clanker.core.errors import ConfigError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SqlFn = Callable[Concatenate[sa.Connection, P], T]
+
+
+def normalize_url(url: str) -> str:
+    """`sqlite:///path` or `postgresql://…` as users write them -> SQLAlchemy driver URLs."""
+    if url.startswith(("sqlite:///", "sqlite+pysqlite:///")):
+        return "sqlite+pysqlite:///" + url.split(":///", 1)[1]
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ConfigError("storage.url: must start with sqlite:/// or postgresql://.")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets other processes (the CLI) read beside the writer; NORMAL sync is durable across
+    # process crashes in WAL mode; the busy timeout rides out a second process writing.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        full = normalize_url(url)
+        self._sync: sa.Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if full.startswith("sqlite"):
+            path = full.split(":///", 1)[1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._sync = sa.create_engine(
+                full,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                poolclass=StaticPool,  # one connection, used only from the one thread
+            )
+            sa.event.listen(self._sync, "connect", _sqlite_pragmas)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+            self.dialect = "sqlite"
+        else:
+            self._async = create_async_engine(
+                full, pool_size=10, max_overflow=10, pool_pre_ping=True
+            )
+            self.dialect = "postgresql"
+
+    async def write(self, fn: SqlFn[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(conn, …)` in a transaction that commits when it returns."""
+        if self._sync is not None:
+            engine = self._sync
+
+            def tx() -> T:
+                with engine.begin() as conn:
+                    return fn(conn, *args, **kwargs)
+
+            return await asyncio.get_running_loop().run_in_executor(self._thread, tx)
+        assert self._async is not None
+        async with self._async.begin() as aconn:
+            return await aconn.run_sync(fn, *args, **kwargs)
+
+    async def read(self, fn: SqlFn[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(conn, …)` for reading (rolled back, never committed)."""
+        if self._sync is not None:
+            engine = self._sync
+
+            def query() -> T:
+                with engine.connect() as conn:
+                    return fn(conn, *args, **kwargs)
+
+            return await asyncio.get_running_loop().run_in_executor(self._thread, query)
+        assert self._async is not None
+        async with self._async.connect() as aconn:
+            return await aconn.run_sync(fn, *args, **kwargs)
+
+    async def close(self) -> None:
+        if self._sync is not None:
+            engine, thread = self._sync, self._thread
+            assert thread is not None
+            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+            thread.shutdown(wait=True)
+        if self._async is not None:
+            await self._async.dispose()
