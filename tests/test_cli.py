@@ -117,3 +117,38 @@ def test_global_options_anywhere() -> None:
         "gateway",
     ]
     assert hoist_global_options(["send", "--message", "-v"]) == ["send", "--message", "-v"]
+
+
+def test_chat_streams_replies_and_reports_problems(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.proc import GatewayProcess
+
+    token = "chat-test-token-123456"
+    env = clean_env(tmp_path / "d", OPENCLAW_GATEWAY_TOKEN=token)
+    down = cli(["chat", "--gateway-url", f"http://127.0.0.1:{free_port()}"], env, tmp_path)
+    assert down.returncode == 1
+    assert down.stderr.strip().splitlines()[-1].startswith("error: Cannot reach the gateway")
+    gw = GatewayProcess(env, tmp_path, free_port())
+    gw.wait_healthy()
+    try:
+        talk = subprocess.run(
+            [sys.executable, "-m", "open_clanker", "chat", "--session", "term",
+             "--gateway-url", gw.base_url],
+            input="hello from the terminal\n/status\n",
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert talk.returncode == 0, talk.stderr
+        assert "You said: hello from the terminal" in talk.stdout
+        assert "Model: echo" in talk.stdout
+        wrong = cli(
+            ["chat", "--gateway-url", gw.base_url],
+            {**env, "OPENCLAW_GATEWAY_TOKEN": "not-the-token"},
+            tmp_path,
+        )
+        assert wrong.returncode == 1
+        assert "refused the token" in wrong.stderr
+        assert "Traceback" not in wrong.stderr
+    finally:
+        assert gw.stop()[0] == 0

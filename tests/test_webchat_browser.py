@@ -201,3 +201,46 @@ async def test_screenshot(
     out = DOCS if os.environ.get("OPENCLAW_TEST_SCREENSHOTS") else tmp_path
     out.mkdir(exist_ok=True)
     await page.screenshot(path=str(out / name))
+
+
+async def test_page_from_another_origin_cannot_drive_the_gateway(
+    browser: Any, gateway: Gateway
+) -> None:
+    """A site the user visits (here: another port on loopback, so another origin) tries the
+    API and the WebSocket with a stolen token; the browser and the gateway refuse both."""
+    from aiohttp import web
+
+    evil = web.Application()
+    evil.router.add_get(
+        "/", lambda _r: web.Response(text="<h1>evil</h1>", content_type="text/html")
+    )
+    runner = web.AppRunner(evil, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    evil_url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        page = await (await browser.new_context()).new_page()
+        await page.goto(evil_url)
+        script = """async ([base, token]) => {
+            const out = {};
+            try {
+                const r = await fetch(base + "/api/v1/chat", {method: "POST",
+                    headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+                    body: JSON.stringify({text: "from evil"})});
+                out.api = "status " + r.status;
+            } catch (e) { out.api = "blocked"; }
+            out.ws = await new Promise((resolve) => {
+                const ws = new WebSocket(base.replace("http", "ws") + "/ws");
+                ws.onopen = () => { ws.send(JSON.stringify({type: "auth", token})); };
+                ws.onmessage = (ev) => resolve("message " + ev.data);
+                ws.onerror = () => resolve("refused");
+                ws.onclose = () => resolve("refused");
+            });
+            return out;
+        }"""
+        result = await page.evaluate(script, [gateway.http, TOKEN])
+    finally:
+        await runner.cleanup()
+    assert result == {"api": "blocked", "ws": "refused"}
+    assert await gateway.runtime.store.messages.list_sessions(10) == []  # nothing got through

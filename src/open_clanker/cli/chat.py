@@ -47,6 +47,7 @@ async def _chat(base_url: str, session: str | None) -> None:
                 "Is it running? Start it with: open-clanker gateway"
             ) from None
         async with ws:
+            await _check_auth(ws)
             print(f"Connected to {base_url}. Type a message; Ctrl-D to quit.", file=sys.stderr)
             loop = asyncio.get_running_loop()
             while True:
@@ -61,6 +62,23 @@ async def _chat(base_url: str, session: str | None) -> None:
                     frame["session"] = session
                 await ws.send_str(json.dumps(frame))
                 session = await _print_reply(ws, frame_id) or session
+
+
+async def _check_auth(ws: Any) -> None:
+    """A ping answered by a pong proves the token; anything else is reported now, not after
+    the user has typed a first message."""
+    import aiohttp
+
+    await ws.send_str(json.dumps({"type": "ping"}))
+    raw = await ws.receive(timeout=10)
+    if raw.type is aiohttp.WSMsgType.TEXT:
+        frame = json.loads(raw.data)
+        if frame.get("type") == "pong":
+            return
+        if frame.get("code") == "unauthorized":
+            raise AuthError("The gateway refused the token; check OPENCLAW_GATEWAY_TOKEN.")
+        raise ClankerError(f"The gateway answered: {frame.get('message', frame)}")
+    raise AuthError("The gateway closed the connection; check OPENCLAW_GATEWAY_TOKEN.")
 
 
 def _read_line() -> str | None:
