@@ -210,10 +210,11 @@ async def test_page_from_another_origin_cannot_drive_the_gateway(
     API and the WebSocket with a stolen token; the browser and the gateway refuse both."""
     from aiohttp import web
 
+    async def evil_page(_request: web.Request) -> web.Response:
+        return web.Response(text="<h1>evil</h1>", content_type="text/html")
+
     evil = web.Application()
-    evil.router.add_get(
-        "/", lambda _r: web.Response(text="<h1>evil</h1>", content_type="text/html")
-    )
+    evil.router.add_get("/", evil_page)
     runner = web.AppRunner(evil, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
