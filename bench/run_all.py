@@ -1,5 +1,6 @@
 """`make bench`: every benchmark in one go; prints a table, writes bench/results/latest.json and
-prints the markdown for docs/benchmarks.md.
+prints the markdown for docs/benchmarks.md. (Long on purpose: orchestration and report in one
+place, so `make bench` and the published table can never drift apart.)
 
 Run: `.venv/bin/python -m bench.run_all [--quick] [--no-profile] [--no-ws]`.
 Everything talks to 127.0.0.1 only. Each piece is its own process: the model double

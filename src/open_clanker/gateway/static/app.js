@@ -1,5 +1,7 @@
 // Open Clanker web chat: talks to the gateway over /ws (SPEC §5) and the session API.
 // Model and user text only ever reach the page through textContent and createElement.
+// One file on purpose (~700 lines): the page ships without a build step or module loader,
+// and the safe Markdown renderer, the socket and the session list share one small state.
 "use strict";
 
 (() => {
