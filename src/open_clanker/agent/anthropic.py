@@ -5,26 +5,18 @@ Only text reaches the user: thinking, tool-use and other blocks are skipped by d
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
-
-from open_clanker.agent.base import ProviderRequest, StreamDone, StreamEvent, TextDelta
+from open_clanker.agent.base import ProviderRequest
 from open_clanker.agent.http import (
     parse_event_json,
-    post_json,
-    read_json,
-    request_timeout,
-    sse_events,
 )
 from open_clanker.agent.mapping import JSON, to_anthropic_messages
-from open_clanker.agent.select import ProviderChoice
 from open_clanker.agent.sse import SSEEvent
-from open_clanker.agent.wire_errors import error_from_stream, incomplete_stream
+from open_clanker.agent.wire import WireProvider
+from open_clanker.agent.wire_errors import error_from_stream
 from open_clanker.core.errors import ProviderError
-from open_clanker.core.types import AgentResponse, Usage
+from open_clanker.core.types import Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -116,6 +108,14 @@ class AnthropicStream:
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def finished(self) -> bool:
+        return self.done
+
+    def result(self) -> tuple[str, str, Usage]:
+        usage = make_usage(self.prompt_tokens, self.completion_tokens)
+        return self.text, finish_reason(self.stop_reason), usage
+
     def feed(self, event: SSEEvent) -> str:
         """The text this event adds ('' for none). Raises `ProviderError` on an error event."""
         if event.event == "ping" or self.done:
@@ -147,88 +147,23 @@ class AnthropicStream:
         return ""
 
 
-Clock = Callable[[], float]
-
-
-class AnthropicProvider:
-    """Calls `POST {base_url}/v1/messages`. `http` is shared and owned by the caller."""
+class AnthropicProvider(WireProvider):
+    """Calls `POST {base_url}/v1/messages`."""
 
     name = "anthropic"
+    endpoint = "/v1/messages"
+    request_headers = staticmethod(request_headers)
 
-    def __init__(
-        self,
-        choice: ProviderChoice,
-        http: aiohttp.ClientSession,
-        *,
-        timeout_s: float = 120.0,
-        clock: Clock = time.perf_counter,
-    ) -> None:
-        self.model = choice.model
-        self._url = f"{choice.base_url.rstrip('/')}/v1/messages"
-        self._headers = request_headers(choice.api_key)
-        self._http = http
-        self._timeout_s = timeout_s
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(model={self.model!r}, url={self._url!r})"
-
-    def _body(self, request: ProviderRequest, *, stream: bool) -> JSON:
+    def body(self, request: ProviderRequest, *, stream: bool) -> JSON:
         body = request_body(self.model, request, stream=stream)
         if not body["messages"]:
             raise ProviderError("There is no user message to answer.", self.name)
         return body
 
-    def _response(self, text: str, finish: str, usage: Usage, started: float) -> AgentResponse:
-        return AgentResponse(
-            content=text,
-            model=self.model,
-            provider=self.name,
-            finish_reason=finish,
-            usage=usage,
-            latency_ms=(self._clock() - started) * 1000,
-        )
-
-    async def complete(self, request: ProviderRequest) -> AgentResponse:
-        started = self._clock()
-        body = self._body(request, stream=False)
-        async with post_json(
-            self._http,
-            self.name,
-            self._url,
-            headers=self._headers,
-            body=body,
-            client_timeout=request_timeout(self._timeout_s, streaming=False),
-        ) as resp:
-            data = await read_json(resp, self.name)
+    def parse(self, data: dict[str, Any]) -> tuple[str, str, Usage]:
         if data.get("type") == "error":
             raise error_from_stream(self.name, data.get("error"))
-        text, finish, usage = parse_message(data)
-        return self._response(text, finish, usage, started)
+        return parse_message(data)
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
-        started = self._clock()
-        body = self._body(request, stream=True)
-        state = AnthropicStream(self.name)
-        try:
-            async with post_json(
-                self._http,
-                self.name,
-                self._url,
-                headers={**self._headers, "accept": "text/event-stream"},
-                body=body,
-                client_timeout=request_timeout(self._timeout_s, streaming=True),
-            ) as resp:
-                async for event in sse_events(resp):
-                    piece = state.feed(event)
-                    if piece:
-                        yield TextDelta(piece)
-        except ProviderError:
-            if not state.done:  # trouble after message_stop loses nothing
-                raise
-        if not state.done:
-            raise incomplete_stream(self.name)
-        usage = make_usage(state.prompt_tokens, state.completion_tokens)
-        yield StreamDone(
-            self._response(state.text, finish_reason(state.stop_reason), usage, started)
-        )
+    def new_stream(self) -> AnthropicStream:
+        return AnthropicStream(self.name)

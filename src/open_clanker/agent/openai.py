@@ -5,26 +5,18 @@ Only text reaches the user: tool calls, reasoning and refusal parts are skipped 
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
-
-from open_clanker.agent.base import ProviderRequest, StreamDone, StreamEvent, TextDelta
+from open_clanker.agent.base import ProviderRequest
 from open_clanker.agent.http import (
     parse_event_json,
-    post_json,
-    read_json,
-    request_timeout,
-    sse_events,
 )
 from open_clanker.agent.mapping import JSON, to_openai_messages
-from open_clanker.agent.select import ProviderChoice
 from open_clanker.agent.sse import SSEEvent
-from open_clanker.agent.wire_errors import error_from_stream, incomplete_stream
+from open_clanker.agent.wire import WireProvider
+from open_clanker.agent.wire_errors import error_from_stream
 from open_clanker.core.errors import ProviderError
-from open_clanker.core.types import AgentResponse, Role, Usage
+from open_clanker.core.types import Role, Usage
 
 
 def _int(value: object) -> int:
@@ -112,6 +104,13 @@ class OpenAIStream:
         # Some compatible servers end without `[DONE]`; a finish reason means the answer is whole.
         return self.done or self.finish is not None
 
+    @property
+    def finished(self) -> bool:
+        return self.complete
+
+    def result(self) -> tuple[str, str, Usage]:
+        return self.text, self.finish or "stop", self.usage
+
     def feed(self, event: SSEEvent) -> str:
         """The text this event adds ('' for none). Raises `ProviderError` on an error chunk."""
         if self.done:
@@ -135,85 +134,23 @@ class OpenAIStream:
         return piece
 
 
-Clock = Callable[[], float]
-
-
-class OpenAIProvider:
-    """Calls `POST {base_url}/chat/completions`. `http` is shared and owned by the caller."""
+class OpenAIProvider(WireProvider):
+    """Calls `POST {base_url}/chat/completions`."""
 
     name = "openai"
+    endpoint = "/chat/completions"
+    request_headers = staticmethod(request_headers)
 
-    def __init__(
-        self,
-        choice: ProviderChoice,
-        http: aiohttp.ClientSession,
-        *,
-        timeout_s: float = 120.0,
-        clock: Clock = time.perf_counter,
-    ) -> None:
-        self.model = choice.model
-        self._url = f"{choice.base_url.rstrip('/')}/chat/completions"
-        self._headers = request_headers(choice.api_key)
-        self._http = http
-        self._timeout_s = timeout_s
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(model={self.model!r}, url={self._url!r})"
-
-    def _body(self, request: ProviderRequest, *, stream: bool) -> JSON:
+    def body(self, request: ProviderRequest, *, stream: bool) -> JSON:
         body = request_body(self.model, request, stream=stream)
         if not any(m["role"] == Role.USER.value for m in body["messages"]):
             raise ProviderError("There is no user message to answer.", self.name)
         return body
 
-    def _response(self, text: str, finish: str, usage: Usage, started: float) -> AgentResponse:
-        return AgentResponse(
-            content=text,
-            model=self.model,
-            provider=self.name,
-            finish_reason=finish,
-            usage=usage,
-            latency_ms=(self._clock() - started) * 1000,
-        )
-
-    async def complete(self, request: ProviderRequest) -> AgentResponse:
-        started = self._clock()
-        body = self._body(request, stream=False)
-        async with post_json(
-            self._http,
-            self.name,
-            self._url,
-            headers=self._headers,
-            body=body,
-            client_timeout=request_timeout(self._timeout_s, streaming=False),
-        ) as resp:
-            data = await read_json(resp, self.name)
+    def parse(self, data: dict[str, Any]) -> tuple[str, str, Usage]:
         if "error" in data:
             raise error_from_stream(self.name, data["error"])
-        text, finish, usage = parse_completion(data)
-        return self._response(text, finish, usage, started)
+        return parse_completion(data)
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
-        started = self._clock()
-        body = self._body(request, stream=True)
-        state = OpenAIStream(self.name)
-        try:
-            async with post_json(
-                self._http,
-                self.name,
-                self._url,
-                headers={**self._headers, "accept": "text/event-stream"},
-                body=body,
-                client_timeout=request_timeout(self._timeout_s, streaming=True),
-            ) as resp:
-                async for event in sse_events(resp):
-                    piece = state.feed(event)
-                    if piece:
-                        yield TextDelta(piece)
-        except ProviderError:
-            if not state.complete:  # trouble after the finish reason loses nothing
-                raise
-        if not state.complete:
-            raise incomplete_stream(self.name)
-        yield StreamDone(self._response(state.text, state.finish or "stop", state.usage, started))
+    def new_stream(self) -> OpenAIStream:
+        return OpenAIStream(self.name)
