@@ -3,6 +3,7 @@ outbox, back to the double as sent messages."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -58,6 +59,24 @@ class LongMarkdownProvider:
         response = await self.complete(request)
         yield TextDelta(response.content)
         yield StreamDone(response)
+
+
+class SlowStreamProvider:
+    """Streams a Markdown answer word by word over ~1.5 s, so a draft is shown and edited."""
+
+    name = "slow"
+    model = "slow-1"
+    answer = "Here is **the** answer, streamed slowly for the draft to show up in the chat."
+
+    async def complete(self, request: ProviderRequest) -> AgentResponse:
+        return AgentResponse(content=self.answer, model=self.model, provider=self.name)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
+        words = self.answer.split(" ")
+        for i, word in enumerate(words):
+            await asyncio.sleep(0.1)
+            yield TextDelta(word + (" " if i < len(words) - 1 else ""))
+        yield StreamDone(await self.complete(request))
 
 
 @dataclass
@@ -252,3 +271,26 @@ async def test_webhook_secret_is_checked_and_the_update_answered(
         assert len(gw.sent_to(ALLOWED)) == 1
         assert reply.text == f"{ECHO_LABEL} You said: by webhook"
         assert "getUpdates" not in double.methods()
+
+
+async def test_streamed_draft_is_edited_into_the_final_reply(
+    tmp_path: Path, double: TelegramDouble
+) -> None:
+    async for gw in _gateway(tmp_path, double, SlowStreamProvider()):
+        gw.double.push(update(message("explain", chat_id=ALLOWED, sender=user(ALLOWED))))
+        await gw.wait_sent(ALLOWED, 1)
+        draft = gw.sent_to(ALLOWED)[0]
+        assert draft.parse_mode is None and draft.text.endswith("…")  # a plain-text draft
+        await gw.settle()
+        first = gw.sent_to(ALLOWED)[0]
+        await gw.double.wait_until(lambda sent=first: sent.parse_mode == "HTML", 5)
+        final = gw.sent_to(ALLOWED)
+        assert len(final) == 1  # one message, edited in place: the answer is never shown twice
+        assert (
+            final[0].text
+            == "Here is the answer, streamed slowly for the draft to show up in the chat."
+        )
+        assert "<b>the</b>" in final[0].raw
+        methods = [c.method for c in gw.double.calls if c.params.get("chat_id") == ALLOWED]
+        assert methods.count("sendMessage") == 1  # the draft
+        assert methods[-1] == "editMessageText"  # the final reply replaced it

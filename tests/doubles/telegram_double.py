@@ -333,7 +333,16 @@ class TelegramDouble:
             if sent.message_id == params.get("message_id") and sent.chat_id == params.get(
                 "chat_id"
             ):
+                if str(params["text"]) == sent.raw and params.get("parse_mode") == sent.parse_mode:
+                    return _error(
+                        400,
+                        "Bad Request: message is not modified: specified new message content "
+                        "and reply markup are exactly the same as a current content and reply "
+                        "markup of the message",
+                    )
                 sent.text = visible_text(str(params["text"]), params.get("parse_mode"))
+                sent.raw = str(params["text"])
+                sent.parse_mode = params.get("parse_mode")
                 return _ok(self._message_json(sent))
         return _error(400, "Bad Request: message to edit not found")
 

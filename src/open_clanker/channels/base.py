@@ -86,6 +86,26 @@ class SupportsTyping(Protocol):
 
 
 @runtime_checkable
+class SupportsDrafts(Protocol):
+    """Optional: show a reply while it streams, as one platform message edited in place.
+
+    The stored reply's first part is later delivered by editing that same message
+    (`OutboxItem.edit_message_id`), so the user never sees the answer twice.
+    """
+
+    async def draft(
+        self,
+        chat_id: str,
+        thread_id: str | None,
+        reply_to: str | None,
+        text: str,
+        message_id: str | None,
+    ) -> str:
+        """Send (message_id None) or edit the draft; returns its platform message id."""
+        ...
+
+
+@runtime_checkable
 class SupportsAttachments(Protocol):
     """Optional: turn a platform file reference into something a model vendor can open."""
 

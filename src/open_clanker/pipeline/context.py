@@ -40,6 +40,7 @@ class Turn:
     response: AgentResponse | None = None
     reply: Message | None = None
     notice: str | None = None  # a short reply that is not a model answer (refusals, codes)
+    draft_id: str | None = None  # platform message showing the streamed draft, if any
 
     @property
     def message(self) -> Message:

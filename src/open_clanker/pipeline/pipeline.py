@@ -174,6 +174,7 @@ class Pipeline:
             channel.split(text),
             thread_id=turn.inbound.thread_id,
             reply_to=turn.inbound.reply_target,
+            edit_first=turn.draft_id,
         )
 
     async def _enqueue_notice(self, turn: Turn, text: str) -> None:

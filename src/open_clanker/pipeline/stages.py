@@ -17,7 +17,12 @@ import structlog
 
 from open_clanker.agent.base import ProviderRequest, StreamDone, StreamReset, TextDelta
 from open_clanker.agent.chain import ProviderChain
-from open_clanker.channels.base import Channels, SupportsAttachments, SupportsTyping
+from open_clanker.channels.base import (
+    Channels,
+    SupportsAttachments,
+    SupportsDrafts,
+    SupportsTyping,
+)
 from open_clanker.core.errors import MessageTooLongError, ProviderError, RateLimitError
 from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
 from open_clanker.pipeline.access import (
@@ -36,7 +41,8 @@ from open_clanker.pipeline.commands import (
     Command,
     parse_command,
 )
-from open_clanker.pipeline.context import Ending, Turn
+from open_clanker.pipeline.context import Ending, ReplySink, Turn
+from open_clanker.pipeline.drafts import DraftSink
 from open_clanker.pipeline.ratelimit import RateLimiter
 from open_clanker.storage.messages import Status
 from open_clanker.storage.store import Store
@@ -246,10 +252,13 @@ class ModelCall:
             system_prompt=self._system_prompt, turns=tuple(turns), max_tokens=self._max_tokens
         )
         started = time.perf_counter()
+        drafts = self._draft_sink(turn)
         typing = self._start_typing(turn)
         try:
-            if turn.sink is not None and self._stream:
-                response = await self._streamed(request, turn)
+            if drafts is not None:
+                response = await self._streamed(request, drafts)
+            elif turn.sink is not None and self._stream:
+                response = await self._streamed(request, turn.sink)
             else:
                 response = await self._chain.complete(request)
         except ProviderError as exc:
@@ -263,6 +272,8 @@ class ModelCall:
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
+            if drafts is not None:
+                turn.draft_id = drafts.message_id  # the reply's first part edits the draft
         latency = (time.perf_counter() - started) * 1000
         turn.response = response.model_copy(update={"latency_ms": round(latency, 3)})
 
@@ -283,13 +294,22 @@ class ModelCall:
                 resolved.append(att)
         return ChatTurn(chat_turn.role, chat_turn.text, tuple(resolved))
 
-    async def _streamed(self, request: ProviderRequest, turn: Turn) -> AgentResponse:
-        assert turn.sink is not None
+    def _draft_sink(self, turn: Turn) -> DraftSink | None:
+        if turn.sink is not None or not self._stream:
+            return None
+        channel = self._channels.get(turn.message.channel_type)
+        if channel is None or not isinstance(channel, SupportsDrafts):
+            return None
+        return DraftSink(
+            channel, turn.message.channel_id, turn.inbound.thread_id, turn.inbound.reply_target
+        )
+
+    async def _streamed(self, request: ProviderRequest, sink: ReplySink) -> AgentResponse:
         async for event in self._chain.stream(request):
             if isinstance(event, TextDelta):
-                await turn.sink.delta(event.text)
+                await sink.delta(event.text)
             elif isinstance(event, StreamReset):
-                await turn.sink.reset()
+                await sink.reset()
             elif isinstance(event, StreamDone):
                 return event.response
         raise ProviderError("The model's stream ended without an answer.", self._chain.primary.name)

@@ -18,8 +18,17 @@ def _v1_initial(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=tables)
 
 
+def _v2_outbox_edit_message_id(conn: sa.Connection) -> None:
+    # v1 creates tables from the current metadata, so a fresh database already has the column;
+    # a database made by v1 before this release gets it added.
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("outbox")}
+    if "edit_message_id" not in columns:
+        conn.execute(sa.text("ALTER TABLE outbox ADD COLUMN edit_message_id VARCHAR(255)"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
+    (2, _v2_outbox_edit_message_id),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -31,6 +31,7 @@ class OutboxItem:
     text: str
     attempts: int
     next_attempt_at: float
+    edit_message_id: str | None = None  # deliver by editing this platform message (a draft)
 
 
 def outbox_rows(
@@ -41,6 +42,7 @@ def outbox_rows(
     *,
     thread_id: str | None = None,
     reply_to: str | None = None,
+    edit_first: str | None = None,
 ) -> list[dict[str, Any]]:
     now = time.time()
     return [
@@ -57,6 +59,7 @@ def outbox_rows(
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
+            "edit_message_id": edit_first if i == 0 else None,
         }
         for i, text in enumerate(parts)
     ]
@@ -133,4 +136,5 @@ def _item(r: Any) -> OutboxItem:
         text=r.text,
         attempts=r.attempts,
         next_attempt_at=r.next_attempt_at,
+        edit_message_id=r.edit_message_id,
     )

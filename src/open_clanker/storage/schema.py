@@ -77,6 +77,8 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("sent_at", sa.Double, nullable=True),
+    # v2: the platform message a streamed draft already shows; part 0 edits it in place.
+    sa.Column("edit_message_id", sa.String(255), nullable=True),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

@@ -25,7 +25,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 from telegram import Bot, BotCommand, ReplyParameters, Update
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+from telegram.error import BadRequest, Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from open_clanker.channels.base import ChannelHealth, ChannelState, Submit
@@ -176,35 +176,83 @@ class TelegramChannel:
 
     async def send(self, item: OutboxItem) -> None:
         chat_id = _chat_id(item.channel_id)
-        thread_id = int(item.thread_id) if item.thread_id and item.thread_id.isdigit() else None
-        reply = (
-            ReplyParameters(message_id=int(item.reply_to), allow_sending_without_reply=True)
-            if item.reply_to and item.reply_to.isdigit()
-            else None
-        )
+        thread_id = _thread(item.thread_id)
+        reply = _reply(item.reply_to)
         rendered = render(item.text)
+        html = rendered.html if rendered.visible.strip() else item.text
+        plain = rendered.visible if rendered.visible.strip() else item.text
+        mode = ParseMode.HTML if rendered.visible.strip() else None
         try:
+            if item.edit_message_id and await self._edit_final(
+                chat_id, int(item.edit_message_id), html, plain, mode
+            ):
+                self._contact()
+                return
             try:
                 await self._bot.send_message(
-                    chat_id,
-                    rendered.html if rendered.visible.strip() else item.text,
-                    parse_mode=ParseMode.HTML if rendered.visible.strip() else None,
-                    message_thread_id=thread_id,
+                    chat_id, html, parse_mode=mode, message_thread_id=thread_id,
                     reply_parameters=reply,
-                )
+                )  # fmt: skip
             except TelegramError as exc:
                 if not is_entity_error(exc):
                     raise
                 log.warning("telegram_entities_rejected", chat=item.channel_id, seq=item.seq)
                 await self._bot.send_message(
-                    chat_id,
-                    rendered.visible if rendered.visible.strip() else item.text,
-                    message_thread_id=thread_id,
-                    reply_parameters=reply,
+                    chat_id, plain, message_thread_id=thread_id, reply_parameters=reply
                 )
         except TelegramError as exc:
             raise channel_error(exc, self._token) from None
         self._contact()
+
+    async def _edit_final(
+        self, chat_id: int | str, message_id: int, html: str, plain: str, mode: str | None
+    ) -> bool:
+        """Turn the streamed draft into the final first part. False: the draft is gone (send
+        a new message instead)."""
+        try:
+            try:
+                await self._bot.edit_message_text(html, chat_id, message_id, parse_mode=mode)
+            except TelegramError as exc:
+                if not is_entity_error(exc):
+                    raise
+                await self._bot.edit_message_text(plain, chat_id, message_id)
+        except BadRequest as exc:
+            text = exc.message.lower()
+            if "not modified" in text:
+                return True  # a retry after the edit landed: already final
+            if "not found" in text or "can't be edited" in text:
+                return False
+            raise
+        return True
+
+    async def draft(
+        self,
+        chat_id: str,
+        thread_id: str | None,
+        reply_to: str | None,
+        text: str,
+        message_id: str | None,
+    ) -> str:
+        """The streamed reply so far, as plain text (partial Markdown is not worth rendering)."""
+        try:
+            if message_id is None:
+                sent = await self._bot.send_message(
+                    _chat_id(chat_id),
+                    text,
+                    message_thread_id=_thread(thread_id),
+                    reply_parameters=_reply(reply_to),
+                )
+                self._contact()
+                return str(sent.message_id)
+            await self._bot.edit_message_text(text, _chat_id(chat_id), int(message_id))
+        except BadRequest as exc:
+            if message_id is not None and "not modified" in exc.message.lower():
+                return message_id
+            raise channel_error(exc, self._token) from None
+        except TelegramError as exc:
+            raise channel_error(exc, self._token) from None
+        self._contact()
+        return message_id
 
     async def typing(self, chat_id: str, thread_id: str | None) -> None:
         try:
@@ -393,6 +441,16 @@ class TelegramChannel:
             )
             return
         await self._submit(inbound)
+
+
+def _thread(thread_id: str | None) -> int | None:
+    return int(thread_id) if thread_id and thread_id.isdigit() else None
+
+
+def _reply(reply_to: str | None) -> ReplyParameters | None:
+    if not reply_to or not reply_to.isdigit():
+        return None
+    return ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
 
 
 def _chat_id(value: str) -> int | str:
