@@ -11,6 +11,7 @@ import random
 import time
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from open_clanker.channels.base import Channels
 from open_clanker.core.errors import ChannelError
@@ -22,6 +23,7 @@ log = structlog.get_logger("open_clanker.outbox")
 MAX_ATTEMPTS = 12
 MAX_DELAY_S = 300.0
 CHANNEL_MISSING_DELAY_S = 30.0
+STORAGE_RETRY_S = 2.0
 
 
 def retry_delay(attempts: int, retry_after: float | None) -> float:
@@ -53,7 +55,13 @@ class OutboxWorker:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            next_due = await self.deliver_due()
+            try:
+                next_due = await self.deliver_due()
+            except (SQLAlchemyError, OSError) as exc:
+                # The database hiccuped: nothing is lost (rows stay pending); try again soon
+                # rather than letting the worker die and strand every later reply.
+                log.error("outbox_storage_failed", error=type(exc).__name__)
+                next_due = time.time() + STORAGE_RETRY_S
             timeout = None if next_due is None else max(next_due - time.time(), 0.05)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

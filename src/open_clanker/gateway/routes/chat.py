@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -28,6 +29,7 @@ from open_clanker.gateway.schemas import ERROR_RESPONSES, ChatRequest, ChatRespo
 from open_clanker.pipeline.context import Ending, Turn
 
 router = APIRouter(dependencies=[Depends(require_token)])
+log = structlog.get_logger("open_clanker.gateway")
 
 
 def inbound_for(
@@ -153,6 +155,14 @@ async def _sse(
             result = turn_result(task.result())
         except ClankerError as exc:
             yield _sse_event("error", {"error": {"code": exc.code, "message": exc.message}})
+            return
+        except Exception:  # the stream has begun: an error event, not a torn connection
+            log.exception("stream_crashed")
+            error = {
+                "code": "internal_error",
+                "message": "Something went wrong inside the gateway.",
+            }
+            yield _sse_event("error", {"error": error})
             return
         if idempotency_key:
             await runtime.store.idempotency.put(idempotency_key, json.dumps(result))
