@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,26 @@ async def test_ready_and_status_shapes(data_dir: Path) -> None:
             status = await r.json()
         assert status["provider"]["name"] == "echo"
         assert "counts" in status and status["counts"]["messages"] == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not os.environ.get("OPENCLAW_TEST_POSTGRES_URL"),
+    reason="OPENCLAW_TEST_POSTGRES_URL is not set (CI sets it)",
+)
+async def test_whole_gateway_on_postgresql(tmp_path: Path) -> None:
+    from tests.storage_urls import fresh_store
+
+    async for store in fresh_store("postgresql", tmp_path):  # empty schema, then closed
+        await store.close()
+    url = os.environ["OPENCLAW_TEST_POSTGRES_URL"]
+    config = Config.model_validate({"storage": {"url": url}})
+    async with running_gateway(config) as gw, aiohttp.ClientSession() as http:
+        assert gw.runtime.store.backend == "postgresql"
+        await post_chat(http, gw, {"text": "on postgres", "session": "pg"})
+        status, second = await post_chat(http, gw, {"text": "again", "session": "pg"})
+        assert "again" in second["reply"]["content"]
+        assert status == 200
+        async with http.get(f"{gw.base_url}/api/v1/sessions/pg/messages", headers=gw.auth) as r:
+            texts = [m["text"] for m in (await r.json())["messages"]]
+        assert texts[0] == "on postgres" and texts[2] == "again" and len(texts) == 4
