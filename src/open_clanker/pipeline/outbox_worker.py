@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from open_clanker.channels.base import Channels
 from open_clanker.core.errors import ChannelError
+from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.storage.outbox import OutboxItem
 from open_clanker.storage.store import Store
 
@@ -46,11 +47,8 @@ class OutboxWorker:
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import Message
 from open_clanker.pipeline.bus import MemoryBus
 
@@ -83,10 +84,7 @@ class RedisBus:
         return self._local.subscribe()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
         await self._local.close()
         await self._redis.aclose()
 

@@ -24,6 +24,7 @@ from open_clanker.channels.base import (
     SupportsTyping,
 )
 from open_clanker.core.errors import MessageTooLongError, ProviderError, RateLimitError
+from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
 from open_clanker.pipeline.access import (
     Access,
@@ -268,10 +269,7 @@ class ModelCall:
             turn.end(Ending.FAILED, error=exc, notice=PROVIDER_FAILED_TEXT)
             return
         finally:
-            if typing is not None:
-                typing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await typing
+            await cancel_and_wait(typing)
             if drafts is not None:
                 turn.draft_id = drafts.message_id  # the reply's first part edits the draft
         latency = (time.perf_counter() - started) * 1000

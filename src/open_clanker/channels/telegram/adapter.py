@@ -46,6 +46,7 @@ from open_clanker.channels.telegram.updates import (
     inbound_from_update,
 )
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import Attachment, ChannelType
 from open_clanker.storage.outbox import OutboxItem
 
@@ -298,11 +299,8 @@ class TelegramChannel:
         self._task = asyncio.create_task(self._run(), name="telegram")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(TelegramError):
             await self._bot.shutdown()
         self.health.state = ChannelState.STOPPED

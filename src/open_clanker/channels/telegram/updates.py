@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from telegram import Message as TgMessage
 from telegram import MessageEntity, Update
@@ -154,59 +155,33 @@ def _ref(file_id: str) -> str:
     return f"{FILE_REF_PREFIX}{file_id}"
 
 
+def _file(file: Any, mime_default: str) -> Attachment:
+    """An Attachment for any Telegram file object (document, voice, audio, video, photo size)."""
+    return Attachment(
+        id=file.file_id,
+        url=_ref(file.file_id),
+        mime_type=getattr(file, "mime_type", None) or mime_default,
+        size_bytes=file.file_size or 0,
+        name=getattr(file, "file_name", None) or "",
+    )
+
+
+# Attribute of a Telegram message holding a file, and the MIME type Telegram implies for it.
+_FILE_KINDS = (
+    ("document", "application/octet-stream"),
+    ("voice", "audio/ogg"),
+    ("audio", "audio/mpeg"),
+    ("video", "video/mp4"),
+)
+
+
 def _attachments(msg: TgMessage) -> tuple[Attachment, ...]:
     found: list[Attachment] = []
-    if msg.photo:
+    if msg.photo:  # sizes of one photo: the largest is the one worth keeping (always JPEG)
         largest = max(msg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-        found.append(
-            Attachment(
-                id=largest.file_id,
-                url=_ref(largest.file_id),
-                mime_type="image/jpeg",
-                size_bytes=largest.file_size or 0,
-            )
-        )
-    if msg.document is not None:
-        doc = msg.document
-        found.append(
-            Attachment(
-                id=doc.file_id,
-                url=_ref(doc.file_id),
-                mime_type=doc.mime_type or "application/octet-stream",
-                size_bytes=doc.file_size or 0,
-                name=doc.file_name or "",
-            )
-        )
-    if msg.voice is not None:
-        voice = msg.voice
-        found.append(
-            Attachment(
-                id=voice.file_id,
-                url=_ref(voice.file_id),
-                mime_type=voice.mime_type or "audio/ogg",
-                size_bytes=voice.file_size or 0,
-            )
-        )
-    if msg.audio is not None:
-        audio = msg.audio
-        found.append(
-            Attachment(
-                id=audio.file_id,
-                url=_ref(audio.file_id),
-                mime_type=audio.mime_type or "audio/mpeg",
-                size_bytes=audio.file_size or 0,
-                name=audio.file_name or "",
-            )
-        )
-    if msg.video is not None:
-        video = msg.video
-        found.append(
-            Attachment(
-                id=video.file_id,
-                url=_ref(video.file_id),
-                mime_type=video.mime_type or "video/mp4",
-                size_bytes=video.file_size or 0,
-                name=video.file_name or "",
-            )
-        )
+        found.append(_file(largest, "image/jpeg"))
+    for attr, mime_default in _FILE_KINDS:
+        file = getattr(msg, attr)
+        if file is not None:
+            found.append(_file(file, mime_default))
     return tuple(found)
