@@ -13,4 +13,8 @@ def build_channels(config: Config) -> dict[ChannelType, Channel]:
         from open_clanker.channels.telegram.adapter import TelegramChannel
 
         channels[ChannelType.TELEGRAM] = TelegramChannel(config.channels.telegram)
+    if config.channels.discord is not None:
+        from open_clanker.channels.discord.adapter import DiscordChannel
+
+        channels[ChannelType.DISCORD] = DiscordChannel(config.channels.discord)
     return channels

@@ -96,6 +96,7 @@ class Inbound:
     `platform_id` is the duplicate key within the channel (Telegram: "chat:message").
     `is_direct` marks a one-to-one chat; `addressed` that a group message mentions or replies
     to the bot. `reply_target` is the platform message id a reply should quote, if any.
+    `parent_id` is the channel a thread belongs to: access follows the parent (Discord).
     """
 
     message: Message
@@ -104,6 +105,7 @@ class Inbound:
     addressed: bool = True
     reply_target: str | None = None
     thread_id: str | None = None
+    parent_id: str | None = None
     request_id: str = field(default_factory=new_id)
 
 

@@ -95,7 +95,9 @@ class AccessCheck:
         msg, inbound = turn.message, turn.inbound
         channel = msg.channel_type.value
         sender_allowed = f"{channel}:{msg.sender}" in self._allow
-        chat_allowed = f"{channel}:{msg.channel_id}" in self._allow
+        chat_allowed = f"{channel}:{msg.channel_id}" in self._allow or (
+            inbound.parent_id is not None and f"{channel}:{inbound.parent_id}" in self._allow
+        )
         if not sender_allowed and not chat_allowed and self._policy != "open":
             sender_allowed = await self._store.access.is_allowed(channel, msg.sender)
         facts = AccessFacts(
