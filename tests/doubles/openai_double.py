@@ -26,6 +26,8 @@ class Reply:
     error_message: str = "The server had an error while processing your request."
     retry_after: str | None = None
     delay_s: float = 0.0
+    hold: asyncio.Event | None = None  # answer only once this is set (or the double closes)
+    delta_delay_s: float = 0.0  # stream: a pause before each text delta (a slow model)
     cut_after: int | None = None  # stream: drop the connection after this many text deltas
     end_after: int | None = None  # stream: end cleanly, without finish_reason or [DONE]
     no_done: bool = False  # stream: everything but the final `data: [DONE]`
@@ -112,8 +114,17 @@ class OpenAIDouble:
         body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
         return web.json_response(body, status=status, headers=headers)
 
+    async def _held(self, hold: asyncio.Event) -> None:
+        closing = asyncio.ensure_future(self._closing.wait())
+        released = asyncio.ensure_future(hold.wait())
+        await asyncio.wait({closing, released}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        released.cancel()
+
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "llama3.2"}]})
+        # Unauthenticated, as Ollama's is: the auto-selection probe calls it without a key.
+        model = {"id": "llama3.2", "object": "model", "created": 1_700_000_000, "owned_by": "x"}
+        return web.json_response({"object": "list", "data": [model]})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -121,6 +132,8 @@ class OpenAIDouble:
         reply = self.replies.popleft() if self.replies else self.default
         if reply.delay_s:
             await self._pause(reply.delay_s)
+        if reply.hold is not None:
+            await self._held(reply.hold)
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
             return self._error(401, "invalid_request_error", "Incorrect API key provided.", {})
         if reply.status != 200:
@@ -181,6 +194,8 @@ class OpenAIDouble:
             }
             await resp.write(_chunk(model, {"content": None, "tool_calls": [call]}))
         for n, piece in enumerate(reply.pieces()):
+            if reply.delta_delay_s:
+                await self._pause(reply.delta_delay_s)
             if n == reply.cut_after:
                 assert request.transport is not None
                 request.transport.close()

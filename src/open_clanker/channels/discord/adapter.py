@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import discord
 import structlog
 import yarl
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 from open_clanker.channels.base import ChannelHealth, ChannelState, Submit
 from open_clanker.channels.discord.config import DiscordConfig
@@ -31,6 +28,7 @@ from open_clanker.channels.discord.inbound import (
     ignored_reason,
     inbound_from_message,
 )
+from open_clanker.channels.discord.library import DiscordWebSocket, Route, VoiceClient, discord
 from open_clanker.channels.discord.splitting import DISCORD_LIMIT, split_for_discord
 from open_clanker.core.errors import ChannelError, ConfigError
 from open_clanker.core.tasks import cancel_and_wait
@@ -64,6 +62,9 @@ class ConnectTiming:
     start_wait_s: float = 30.0
 
 
+DEFAULT_TIMING = ConnectTiming()
+
+
 def intents() -> discord.Intents:
     """Guild and DM messages with their text; nothing else (no members, no presences)."""
     return discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
@@ -95,8 +96,6 @@ def _quiet_library_logs() -> None:
     if not any(isinstance(f, _DropReconnectTraceback) for f in client_log.filters):
         client_log.addFilter(_DropReconnectTraceback())
     # Voice is not used; the library would warn about its missing codecs at every start.
-    from discord.voice_client import VoiceClient
-
     VoiceClient.warn_nacl = False
     VoiceClient.warn_dave = False
 
@@ -131,7 +130,7 @@ class _Client(discord.Client):
 class DiscordChannel:
     type = ChannelType.DISCORD
 
-    def __init__(self, config: DiscordConfig, *, timing: ConnectTiming = ConnectTiming()) -> None:
+    def __init__(self, config: DiscordConfig, *, timing: ConnectTiming | None = None) -> None:
         self._token = config.bot_token.get_secret_value()
         if not self._token:
             raise ConfigError(
@@ -141,7 +140,7 @@ class DiscordChannel:
         self.config = config
         self.health = ChannelHealth()
         self.bot_username: str | None = None
-        self._timing = timing
+        self._timing = timing or DEFAULT_TIMING
         self._scope = DiscordScope(
             bot_id=0,
             guild_id=config.guild_id.strip(),
@@ -238,8 +237,9 @@ class DiscordChannel:
                 await self._first_attempt.wait()
 
     async def stop_receiving(self) -> None:
-        """Discord never re-sends what its gateway delivered while we were away, so messages
-        keep being accepted (stored) until `stop()`: the drain or the next start answers them."""
+        """Nothing to pause: Discord replays missed events only to a RESUMEd session, never
+        to the fresh one a restart opens, so messages keep being accepted (stored) until
+        `stop()`; the drain answers them, or recovery at the next start."""
 
     async def stop(self) -> None:
         self._stopping = True
@@ -299,10 +299,10 @@ class DiscordChannel:
 
     def _on_event(self, event: str) -> None:
         """One log line per connection change discord.py handles by itself."""
-        if event == "ready":
+        if event == "connect":  # READY received: a fresh session (`ready` waits for guilds)
             self._connected = True
             self.health.contact()
-            log.info("discord_connected", bot=self.bot_username, guilds=self._guild_count())
+            log.info("discord_connected", bot=self.bot_username)
             self._first_attempt.set()
         elif event == "resumed":
             self._connected = True
@@ -312,9 +312,6 @@ class DiscordChannel:
             self._connected = False
             self.health.degrade("disconnected from the Discord gateway; reconnecting")
             log.warning("discord_disconnected", bot=self.bot_username)
-
-    def _guild_count(self) -> int:
-        return len(self._client.guilds) if self._client is not None else 0
 
     # -- inbound ----------------------------------------------------------------------------
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import discord
-
+from open_clanker.channels.discord.library import discord
 from open_clanker.core.errors import ChannelError
 
 CHANNEL = "discord"

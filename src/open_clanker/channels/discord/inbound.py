@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import discord
-
+from open_clanker.channels.discord.library import discord
 from open_clanker.core.types import (
     Attachment,
     ChannelType,
