@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from open_clanker.core.types import SessionKey
 from tests.doubles.discord_double import BOT_ID, DiscordDouble
 from tests.doubles.openai_double import OpenAIDouble, Reply
 from tests.harness import RunningGateway, running_gateway
+from tests.proc import clean_env, cli
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -259,19 +261,37 @@ def _due_now(conn: Any) -> None:
     conn.execute(text("UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending'"))
 
 
-async def test_send_command_posts_to_a_channel(double: DiscordDouble) -> None:
-    async with echo_gateway(double) as gw, aiohttp.ClientSession() as http:
-        body = {
-            "channel": "discord",
-            "channel_id": str(QUIET),
-            "text": "Operator says hi @everyone",
-        }
-        async with http.post(f"{gw.base_url}/api/v1/message", json=body, headers=gw.auth) as r:
-            assert r.status == 202
+async def test_send_command_posts_to_a_channel(double: DiscordDouble, tmp_path: Path) -> None:
+    async with echo_gateway(double) as gw:
+        env = clean_env(
+            tmp_path / "cli-data",
+            OPENCLAW_GATEWAY_URL=gw.base_url,
+            OPENCLAW_GATEWAY_TOKEN=gw.token,
+        )
+        args = ["send", "--channel", "discord", "--channel-id", str(QUIET)]
+        done = await asyncio.to_thread(
+            cli, [*args, "--message", "Operator says hi @everyone"], env, tmp_path
+        )
+        assert done.returncode == 0, done.stderr
         sent = await double.wait_sent(timeout=10)
+        bad = await asyncio.to_thread(
+            cli,
+            ["send", "--channel", "discord", "--channel-id", "general", "--message", "x"],
+            env,
+            tmp_path,
+        )
         await settled(gw)
+        rows = await gw.runtime.store.db.read(_dead_errors)
     assert (sent.channel_id, sent.content) == (QUIET, "Operator says hi @everyone")
     assert sent.allowed_mentions == {"parse": [], "replied_user": True}
+    # A channel id that is not a snowflake is accepted, then dead-lettered with the reason.
+    assert bad.returncode == 0, bad.stderr
+    assert any("not a Discord channel id" in (error or "") for error in rows)
+    assert len(double.sent) == 1
+
+
+def _dead_errors(conn: Any) -> list[str | None]:
+    return [r[0] for r in conn.execute(text("SELECT last_error FROM outbox WHERE status = 'dead'"))]
 
 
 async def test_ready_and_status_show_the_channel(double: DiscordDouble) -> None:

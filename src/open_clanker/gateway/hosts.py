@@ -1,5 +1,8 @@
-"""Which Host headers the gateway answers (SPEC §5): loopback names on a loopback bind, plus
-`allowed_hosts`; on other binds only `allowed_hosts`, when it is set."""
+"""Which Host headers the gateway answers (SPEC §5): loopback names always, plus
+`allowed_hosts`; on other binds any name unless `allowed_hosts` is set.
+
+Loopback names stay accepted on a public bind: a DNS-rebinding page reaches us under its own
+name, never as `localhost`, and `docker exec … open-clanker status` must keep working."""
 
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ class HostPolicy:
         name = host_name(host_header)
         if name in self.allowed:
             return True
+        if name in LOOPBACK_NAMES or name.startswith("127."):
+            return True
         if self.loopback_bind:
-            return name in LOOPBACK_NAMES or name.startswith("127.")
+            return False
         return not self.allowed  # other binds: checked only when allowed_hosts is set
