@@ -3,7 +3,8 @@ prints the markdown for docs/benchmarks.md. (Long on purpose: orchestration and 
 place, so `make bench` and the published table can never drift apart.)
 
 Run: `.venv/bin/python -m bench.run_all [--quick] [--no-profile] [--no-ws]`.
-Everything talks to 127.0.0.1 only. Each piece is its own process: the model double
+Everything talks to 127.0.0.1 only (but the footprint's fresh installs, which use the package
+index: bench/footprint.py). Each piece is its own process: the model double
 (bench/model_double.py), the floor (bench/floor_app.py), the gateway (`.venv/bin/open-clanker
 gateway`), the load generator (bench/load.py) and the WebSocket holder (bench/ws_hold.py).
 Request counts are fixed; each load run also has a time cap so the whole run stays bounded
@@ -31,6 +32,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench import footprint
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -591,6 +594,9 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         for r in rows
     ]
     text = "\n".join(md)
+    fp = res.get("footprint")
+    if fp:
+        text += "\n\nFootprint (`bench/footprint.py`):\n\n" + footprint.markdown(fp)
     prov = res.get("provider")
     if prov:
         text += "\n\nProvider overhead (`bench/provider_overhead.py`):\n\n" + prov["markdown"]
@@ -633,7 +639,7 @@ def main() -> None:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-ws", action="store_true")
     p.add_argument("--ws", type=int, default=10_000, help="WebSockets to hold")
-    p.add_argument("--only", default="", help="comma list: chat,ws,launch,help,provider")
+    p.add_argument("--only", default="", help="comma list: chat,ws,launch,help,provider,footprint")
     p.add_argument("--report", metavar="JSON", help="only rebuild the report from a results file")
     p.add_argument(
         "--whatif",
@@ -663,11 +669,15 @@ def main() -> None:
     os.chdir(ROOT)
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw_dir = Path(tempfile.mkdtemp(prefix="clanker-prof-"))
-    only = set(filter(None, args.only.split(","))) or {"chat", "ws", "launch", "help", "provider"}
+    only = set(filter(None, args.only.split(","))) or {
+        "chat", "ws", "launch", "help", "provider", "footprint"
+    }  # fmt: skip
     if args.no_ws:
         only.discard("ws")
     started = time.perf_counter()
     res: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if "footprint" in only:
+        res["footprint"] = footprint.measure()
     if "help" in only:
         res["help"] = help_suite()
     if "launch" in only:

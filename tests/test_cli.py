@@ -22,6 +22,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         "status",
         "config-validate",
         "config-generate",
+        "doctor",
         "pairing",
     ):
         assert command in result.stdout

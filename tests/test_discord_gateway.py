@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from sqlalchemy import text
 
 from open_clanker.channels.discord import adapter
 from open_clanker.config.model import Config
+from open_clanker.core.logging import setup_logging
 from open_clanker.core.types import SessionKey
 from tests.doubles.discord_double import BOT_ID, DiscordDouble
 from tests.doubles.openai_double import OpenAIDouble, Reply
@@ -281,17 +284,13 @@ async def test_send_command_posts_to_a_channel(double: DiscordDouble, tmp_path: 
             tmp_path,
         )
         await settled(gw)
-        rows = await gw.runtime.store.db.read(_dead_errors)
     assert (sent.channel_id, sent.content) == (QUIET, "Operator says hi @everyone")
     assert sent.allowed_mentions == {"parse": [], "replied_user": True}
-    # A channel id that is not a snowflake is accepted, then dead-lettered with the reason.
-    assert bad.returncode == 0, bad.stderr
-    assert any("not a Discord channel id" in (error or "") for error in rows)
+    # A channel id that cannot exist is refused at once, in one line.
+    assert bad.returncode != 0
+    assert "'general' is not a Discord channel id" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
     assert len(double.sent) == 1
-
-
-def _dead_errors(conn: Any) -> list[str | None]:
-    return [r[0] for r in conn.execute(text("SELECT last_error FROM outbox WHERE status = 'dead'"))]
 
 
 async def test_ready_and_status_show_the_channel(double: DiscordDouble) -> None:
@@ -423,3 +422,43 @@ async def test_a_stalled_connection_is_restarted_and_reported_degraded(
         assert sent.content.endswith("You said: while stalled")
         assert health()["discord"]["state"] == "connected"
         assert len(double.identifies) == 1
+
+
+@pytest.fixture
+def json_log_file(tmp_path: Path) -> Iterator[Path]:
+    """The gateway's logging as in production (JSON lines to a file), restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    path = tmp_path / "gateway.log"
+    setup_logging("info", "json", str(path))
+    try:
+        yield path
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.captureWarnings(False)
+        structlog.reset_defaults()
+
+
+async def test_reconnects_and_resumes_are_one_log_line_each(
+    double: DiscordDouble, json_log_file: Path
+) -> None:
+    async with echo_gateway(double):
+        await double.wait_for(lambda: double.connected, 10)
+        await double.drop_connection()
+        await double.wait_resumed(1, timeout=15)
+        await double.request_reconnect()
+        await double.wait_resumed(2, timeout=15)
+    lines = json_log_file.read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert events.count("discord_connected") == 1
+    assert events.count("discord_disconnected") == 2
+    assert events.count("discord_resumed") == 2
+    # discord.py's own reconnect traceback and INFO chatter stay out; so does the token.
+    text_all = "\n".join(lines)
+    assert "Traceback" not in text_all and "Attempting a reconnect" not in text_all
+    assert "RESUMED session" not in text_all
+    assert double.token not in text_all

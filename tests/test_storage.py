@@ -164,20 +164,22 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_v2_adds_the_outbox_edit_column_to_a_v1_database(tmp_path: Path) -> None:
+async def test_later_migrations_add_the_outbox_columns_to_a_v1_database(tmp_path: Path) -> None:
     store = await Store.open(f"sqlite:///{tmp_path}/old.db")
 
     def downgrade(conn: sa.Connection) -> None:  # make it look like a database v1 made
         conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN edit_message_id"))
-        conn.execute(sa.text("DELETE FROM schema_version WHERE version = 2"))
+        conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN request_id"))
+        conn.execute(sa.text("DELETE FROM schema_version WHERE version >= 2"))
 
     await store.db.write(downgrade)
     await store.close()
     store = await Store.open(f"sqlite:///{tmp_path}/old.db")
     try:
         reply = msg("r", role=Role.ASSISTANT)
-        rows = outbox_rows(reply.id, "telegram", "42", ["p1"], edit_first="777")
+        rows = outbox_rows(reply.id, "telegram", "42", ["p1"], edit_first="777", request_id="req-1")
         await store.messages.store_reply(reply, None, rows)
-        assert [h.edit_message_id for h in await store.outbox.heads()] == ["777"]
+        heads = await store.outbox.heads()
+        assert [(h.edit_message_id, h.request_id) for h in heads] == [("777", "req-1")]
     finally:
         await store.close()

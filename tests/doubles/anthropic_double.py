@@ -1,7 +1,8 @@
 """A loopback stand-in for Anthropic's Messages API, speaking its JSON and SSE wire formats.
 
-Tests script replies (text, errors with Retry-After, a cut or stalled stream, a slow answer,
-thinking and tool-use blocks) and read back every request the double received.
+Tests script replies (text, errors with Retry-After, a cut or stalled stream, a slow answer or
+one held until the test releases it, thinking and tool-use blocks) and read back every Messages
+request the double received. `GET /v1/models` answers the key check `doctor` makes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Reply:
     error_message: str = "Internal server error"
     retry_after: str | None = None
     delay_s: float = 0.0  # before anything is sent
+    hold: asyncio.Event | None = None  # answer only once this is set (or the double closes)
     cut_after: int | None = None  # stream: drop the connection after this many text deltas
     end_after: int | None = None  # stream: end cleanly but without message_stop
     stall_after: int | None = None  # stream: fall silent after this many text deltas
@@ -69,6 +71,7 @@ class AnthropicDouble:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -93,6 +96,28 @@ class AnthropicDouble:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), seconds)
 
+    async def _held(self, hold: asyncio.Event) -> None:
+        closing = asyncio.ensure_future(self._closing.wait())
+        released = asyncio.ensure_future(hold.wait())
+        await asyncio.wait({closing, released}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        released.cancel()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        """`GET /v1/models`: the cheap authenticated call `open-clanker doctor` makes."""
+        if request.headers.get("x-api-key") != self.api_key:
+            return self._error(401, "authentication_error", "invalid x-api-key", {})
+        if request.headers.get("anthropic-version") != "2023-06-01":
+            return self._error(400, "invalid_request_error", "anthropic-version missing", {})
+        model = {
+            "type": "model",
+            "id": "claude-sonnet-4-5",
+            "display_name": "Claude Sonnet 4.5",
+            "created_at": "2025-09-29T00:00:00Z",
+        }
+        body = {"data": [model], "has_more": False, "first_id": model["id"], "last_id": model["id"]}
+        return web.json_response(body)
+
     @staticmethod
     def _error(status: int, kind: str, message: str, headers: dict[str, str]) -> web.Response:
         body = {"type": "error", "error": {"type": kind, "message": message}}
@@ -104,6 +129,8 @@ class AnthropicDouble:
         reply = self.replies.popleft() if self.replies else self.default
         if reply.delay_s:
             await self._pause(reply.delay_s)
+        if reply.hold is not None:
+            await self._held(reply.hold)
         if request.headers.get("x-api-key") != self.api_key:
             return self._error(401, "authentication_error", "invalid x-api-key", {})
         if request.headers.get("anthropic-version") != "2023-06-01":

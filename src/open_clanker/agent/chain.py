@@ -7,6 +7,8 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
+import structlog
+
 from open_clanker.agent.base import (
     Provider,
     ProviderRequest,
@@ -19,6 +21,8 @@ from open_clanker.core.errors import ProviderError
 from open_clanker.core.types import AgentResponse
 
 Sleep = Callable[[float], Awaitable[None]]
+
+log = structlog.get_logger("open_clanker.agent")
 
 MAX_RETRY_AFTER_S = 30.0
 MAX_BACKOFF_S = 8.0
@@ -98,9 +102,10 @@ class ProviderChain:
                     return await provider.complete(request)
                 except ProviderError as exc:
                     last = exc
-                    if not exc.retryable or attempt == self.max_retries:
+                    delay = self._after_failure(provider, exc, attempt)
+                    if delay is None:
                         break  # an auth or request error will not get better: next provider
-                    await self._sleep(backoff_delay(attempt, exc.retry_after))
+                    await self._sleep(delay)
         assert last is not None  # every provider was tried at least once
         raise last
 
@@ -128,8 +133,26 @@ class ProviderChain:
                     raise _unfinished(provider)
                 except ProviderError as exc:
                     last = exc
-                    if not exc.retryable or attempt == self.max_retries:
+                    delay = self._after_failure(provider, exc, attempt)
+                    if delay is None:
                         break
-                    await self._sleep(backoff_delay(attempt, exc.retry_after))
+                    await self._sleep(delay)
         assert last is not None  # every provider was tried at least once
         raise last
+
+    def _after_failure(self, provider: Provider, exc: ProviderError, attempt: int) -> float | None:
+        """The pause before trying `provider` again, or None to move on; one log line each."""
+        if not exc.retryable or attempt == self.max_retries:
+            log.warning(
+                "provider_gave_up", provider=provider.name, attempts=attempt + 1, error=exc.message
+            )
+            return None
+        delay = backoff_delay(attempt, exc.retry_after)
+        log.warning(
+            "provider_retry",
+            provider=provider.name,
+            attempt=attempt + 1,
+            delay_s=round(delay, 2),
+            error=exc.message,
+        )
+        return delay

@@ -75,6 +75,11 @@ class Channel(Protocol):
 
     async def start(self, submit: Submit) -> None: ...
 
+    async def stop_receiving(self) -> None:
+        """Stop taking new platform events (shutdown has begun); sending keeps working until
+        `stop()`, so replies to messages already accepted are still delivered."""
+        ...
+
     async def stop(self) -> None: ...
 
 
@@ -112,6 +117,13 @@ class SupportsAttachments(Protocol):
     async def fetch_attachment(self, attachment: Attachment) -> Attachment | None:
         """A copy with a `data:` URL (bounded in size), or None when it cannot be fetched."""
         ...
+
+
+@runtime_checkable
+class ChecksChatIds(Protocol):
+    """Optional: say up front that a chat id cannot exist on the platform (operator sends)."""
+
+    def chat_id_problem(self, chat_id: str) -> str | None: ...
 
 
 @dataclass

@@ -90,12 +90,15 @@ def gateway(
     import os
 
     from open_clanker.core.errors import ClankerError
-    from open_clanker.core.logging import REDACTOR, setup_logging
+    from open_clanker.core.logging import REDACTOR, resolve_level, setup_logging
 
     loaded = _load()
     config = loaded.config
-    level = "debug" if state.verbose else os.environ.get("OPENCLAW_LOG") or config.logging.level
-    setup_logging(level, config.logging.format, config.logging.file)
+    try:
+        level = resolve_level(state.verbose, os.environ.get("OPENCLAW_LOG"), config.logging.level)
+        setup_logging(level, config.logging.format, config.logging.file)
+    except ClankerError as exc:
+        fail(exc.message)
     REDACTOR.add(_secret_values(config))
     import structlog
 
@@ -221,6 +224,14 @@ def config_validate() -> None:
         typer.echo(f"warning: {warning}", err=True)
     where = str(loaded.path) if loaded.path else "no config file (all defaults)"
     typer.echo(f"Configuration is valid: {where}.")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the config, data dir, storage, model provider and channel tokens; exit 1 on a problem."""
+    from open_clanker.cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(state.config_path, _secret_values))
 
 
 @app.command("config-generate")

@@ -72,5 +72,5 @@ enabled = true              # the page at GET / and the /ws endpoint
 [logging]
 level = "info"              # debug | info | warning | error (OPENCLAW_LOG overrides)
 format = "pretty"           # pretty | json
-file = ""                   # optional path, rotated
+file = ""                   # optional path: JSON lines, rotated at 10 MB, 5 old files kept
 """

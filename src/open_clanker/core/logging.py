@@ -1,7 +1,9 @@
-"""structlog setup: pretty or JSON lines, context ids on every line, secrets redacted.
+"""structlog setup: pretty or JSON lines on stderr, JSON lines in an optional rotated file,
+context ids (`request_id`) on every line, secrets redacted.
 
-Standard-library loggers (uvicorn, aiohttp, telegram) go through the same processors, so
-redaction applies to every line the process writes.
+Standard-library loggers (uvicorn, aiohttp, telegram, discord, httpx) and Python warnings go
+through the same processors, so every line the process writes has one shape and redaction
+applies to all of them.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ import logging.handlers
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
+
+from open_clanker.core.errors import ConfigError
 
 REDACTED = "[REDACTED]"
 
 # Shapes of secrets we may not know by value: bearer headers, bot tokens in URLs, API keys.
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"),  # Telegram bot token
+    re.compile(r"(?<!\d)\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token, also in /bot<token>/
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),  # OpenAI / Anthropic keys
+    # Discord bot token: base64 user id, timestamp, HMAC.
+    re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,64}\b"),
     re.compile(r"(#token=)[^\s\"']+"),
 ]
 
@@ -57,7 +64,34 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+LEVELS = ("debug", "info", "warning", "error")
+# The log file rotates at 10 MB and keeps five old files: at most ~60 MB on disk.
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+
+def resolve_level(verbose: bool, env_value: str | None, configured: str) -> str:
+    """`-v` wins, then `OPENCLAW_LOG`, then `[logging].level`."""
+    if verbose:
+        return "debug"
+    if env_value:
+        value = env_value.strip().lower()
+        if value not in LEVELS:
+            raise ConfigError(
+                f"OPENCLAW_LOG: {env_value!r} is not a log level; use one of "
+                + ", ".join(LEVELS)
+                + "."
+            )
+        return value
+    return configured
+
+
 def setup_logging(level: str = "info", fmt: str = "pretty", file: str = "") -> None:
+    """Console in `fmt` (pretty or json); `file`, when set, always gets JSON lines.
+
+    A file is read by tools (grep, jq, a log shipper), so it is JSON whatever the console
+    shows; colours and column padding only help a person at a terminal.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -66,11 +100,6 @@ def setup_logging(level: str = "info", fmt: str = "pretty", file: str = "") -> N
         structlog.processors.format_exc_info,
         REDACTOR,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
     structlog.configure(
         # Filtering first: a debug line below the level costs a method call, not a render.
         processors=[
@@ -82,21 +111,25 @@ def setup_logging(level: str = "info", fmt: str = "pretty", file: str = "") -> N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    console_renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_formatter(shared, console_renderer))
+    handlers: list[logging.Handler] = [console]
     if file:
         handlers.append(
-            logging.handlers.RotatingFileHandler(file, maxBytes=10_000_000, backupCount=5)
+            _file_handler(file, _formatter(shared, structlog.processors.JSONRenderer()))
         )
     root = logging.getLogger()
     root.handlers.clear()
     for handler in handlers:
-        handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python warnings become log lines too, instead of plain text on stderr.
+    logging.captureWarnings(True)
     # uvicorn's own access log is replaced by ours (with request ids, without query strings).
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):
@@ -104,3 +137,23 @@ def setup_logging(level: str = "info", fmt: str = "pretty", file: str = "") -> N
         logging.getLogger(name).propagate = True
     for noisy in ("aiosqlite", "httpx", "httpcore", "hpack", "websockets", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _formatter(shared: list[Any], renderer: Any) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+
+
+def _file_handler(file: str, formatter: logging.Formatter) -> logging.Handler:
+    path = Path(file).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    except OSError as exc:
+        raise ConfigError(f"logging.file: cannot write {path}: {exc.strerror}.") from None
+    handler.setFormatter(formatter)
+    return handler

@@ -6,7 +6,6 @@ Built once at start, torn down at stop. Everything the HTTP layer needs hangs of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from open_clanker import __version__
 from open_clanker.agent.chain import ProviderChain
@@ -24,6 +24,7 @@ from open_clanker.channels.base import Channel, ChannelHealth, Channels, Channel
 from open_clanker.channels.registry import build_channels
 from open_clanker.config.model import Config
 from open_clanker.config.paths import default_storage_url
+from open_clanker.core.errors import NotReadyError
 from open_clanker.core.types import ChannelType
 from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.metrics import GatewayMetrics
@@ -36,6 +37,9 @@ from open_clanker.pipeline.redis_bus import open_bus
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.gateway")
+
+SHUTTING_DOWN_TEXT = "The gateway is shutting down; please retry shortly."
+OUTBOX_FLUSH_TIMEOUT_S = 10.0
 
 
 def _open_websockets() -> int:
@@ -150,21 +154,74 @@ class Runtime:
             "in_flight": self.pipeline.in_flight,
         }
 
-    async def stop(self, drain_timeout_s: float = 30.0) -> None:
-        """Drain in-flight messages, then stop channels, the outbox and connections."""
+    def check_accepting(self) -> None:
+        """New work (a chat, a message to deliver) is refused with 503 once shutdown begins."""
+        if self.shutting_down:
+            raise NotReadyError(SHUTTING_DOWN_TEXT)
+
+    # -- shutdown, in this order: begin_shutdown → drain → (HTTP server stops) → stop ----------
+
+    async def begin_shutdown(self) -> None:
+        """Refuse new work and stop push channels taking platform events. Sending still works,
+        and the HTTP server keeps answering: in-flight replies reach their clients, new
+        requests get 503 `not_ready`, `/ready` says not_ready."""
+        if self.shutting_down:
+            return
         self.shutting_down = True
-        drained = await self.pipeline.drain(drain_timeout_s)
-        if not drained:
-            log.warning("drain_timeout", in_flight=self.pipeline.in_flight)
+        self.pipeline.accepting = False
         for channel in self.channels:
-            with contextlib.suppress(Exception):
-                await channel.stop()
-            channel.health.state = ChannelState.STOPPED
-        for task in list(self._background):
+            # A channel without stop_receiving (an adapter written before it existed) keeps
+            # receiving until stop(); what it submits meanwhile is still processed.
+            stop_receiving = getattr(channel, "stop_receiving", None)
+            if stop_receiving is None:
+                continue
+            try:
+                await stop_receiving()
+            except Exception as exc:  # one channel's failure must not stop the shutdown
+                log.warning(
+                    "channel_stop_receiving_failed", channel=channel.type.value, error=str(exc)
+                )
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for in-flight turns (their replies are stored and queued). False on timeout:
+        the rest stay pending in storage and are answered by recovery at the next start."""
+        drained = await self.pipeline.drain(timeout_s)
+        if drained:
+            log.info("drain_done")
+        else:
+            log.warning("drain_timeout", in_flight=self.pipeline.in_flight)
+        return drained
+
+    async def stop(
+        self, drain_timeout_s: float = 30.0, flush_timeout_s: float = OUTBOX_FLUSH_TIMEOUT_S
+    ) -> None:
+        """The whole shutdown after the HTTP server has stopped (steps already done return at
+        once): refuse new work, drain, deliver the outbox once more, close channels, bus,
+        HTTP client and storage."""
+        await self.begin_shutdown()
+        drained = self.pipeline.in_flight == 0 or await self.drain(drain_timeout_s)
+        for task in list(self._background):  # channel starts, recovery
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.outbox.stop()
+        try:
+            flushed = await self.outbox.flush_and_stop(flush_timeout_s)
+        except Exception as exc:  # the worker died earlier; its rows wait in storage
+            log.error("outbox_flush_failed", error=repr(exc))
+            flushed = False
+        pending = await self._pending_outbox()
+        for channel in self.channels:
+            try:
+                await channel.stop()
+            except Exception as exc:  # keep closing the rest
+                log.warning("channel_stop_failed", channel=channel.type.value, error=str(exc))
+            channel.health.state = ChannelState.STOPPED
         await self.bus.close()
         await self.http.close()
         await self.store.close()
-        log.info("gateway_stopped", drained=drained)
+        log.info("gateway_stopped", drained=drained, flushed=flushed, outbox_pending=pending)
+
+    async def _pending_outbox(self) -> int | None:
+        try:
+            return await self.store.outbox.count("pending")
+        except (SQLAlchemyError, OSError):
+            return None

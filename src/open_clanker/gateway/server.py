@@ -1,4 +1,9 @@
-"""Run the gateway: bind, serve, and on SIGINT/SIGTERM drain in-flight work and exit 0.
+"""Run the gateway: bind, serve, and on SIGINT/SIGTERM shut down in order and exit 0.
+
+The order (each step bounded): refuse new work and stop push channels receiving → let in-flight
+turns finish while HTTP still answers (their clients get the reply; new requests get 503) →
+stop the HTTP server → deliver the outbox once more → close channels, bus, HTTP client and
+storage. A second signal exits at once.
 
 uvicorn's own signal capture re-raises the signal after shutdown (a non-zero exit), so the
 gateway owns the signals and tells uvicorn to stop instead.
@@ -8,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import structlog
 import uvicorn
@@ -25,7 +34,8 @@ from open_clanker.gateway.tokens import resolve_tokens
 log = structlog.get_logger("open_clanker.gateway")
 
 WS_MAX_BYTES = 1_048_576 + 1024  # SPEC: frames over 1 MiB close with 1009
-DRAIN_TIMEOUT_S = 30
+DRAIN_TIMEOUT_S = 30  # in-flight turns finish within this after SIGTERM
+HTTP_GRACE_S = 5  # then open HTTP responses and WebSockets get this long to finish
 
 
 class _Server(uvicorn.Server):
@@ -58,6 +68,26 @@ def web_chat_link(host: str, port: int, token: str, tls: bool) -> str:
     return f"{scheme}://{shown}:{port}/#token={token}"
 
 
+def print_web_chat_link(link: str, fmt: str) -> None:
+    """Printed, not logged: the redactor would hide the token, and the link is for the person
+    starting the gateway. In JSON mode it is one JSON line like every other."""
+    if fmt == "json":
+        now = datetime.now(UTC).isoformat()
+        text = json.dumps(
+            {"event": "web_chat_link", "url": link, "level": "info", "timestamp": now}
+        )
+    else:
+        text = f"Open the web chat: {link}"
+    print(text, file=sys.stderr, flush=True)
+
+
+def _exit_now(code: int) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 async def serve(config: Config, host: str, port: int, tls: bool = False) -> None:
     tokens = resolve_tokens(config, host)
     ssl_kwargs: dict[str, str] = {}
@@ -79,33 +109,50 @@ async def serve(config: Config, host: str, port: int, tls: bool = False) -> None
         ws_max_size=WS_MAX_BYTES,
         ws_ping_interval=20,
         ws_ping_timeout=20,
-        timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+        timeout_graceful_shutdown=HTTP_GRACE_S,
         lifespan="off",
         **ssl_kwargs,  # type: ignore[arg-type]
     )
     server = _Server(uv_config)
     loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    drain_until: float | None = None  # one drain bound for the whole shutdown
 
-    def request_stop(signame: str) -> None:
-        if server.should_exit:
-            server.force_exit = True
-        log.info("shutdown_requested", signal=signame, in_flight=runtime.pipeline.in_flight)
-        server.should_exit = True
+    def on_signal(sig: signal.Signals) -> None:
+        if stop_requested.is_set():
+            # Nothing is lost by leaving now: every accepted message was stored (pending)
+            # before its model call and is answered by recovery at the next start, and stored
+            # replies wait in the outbox. SQLite in WAL mode survives a process exit.
+            log.warning("shutdown_forced", signal=sig.name, in_flight=runtime.pipeline.in_flight)
+            _exit_now(128 + sig.value)
+        log.info("shutdown_requested", signal=sig.name, in_flight=runtime.pipeline.in_flight)
+        stop_requested.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, request_stop, sig.name)
-    log.info("gateway_listening", host=host, port=actual_port, tls=tls)
-    if tokens.generated:
-        # The token rides in the URL fragment: browsers never send it to the server.
-        print(
-            f"Open the web chat: {web_chat_link(host, actual_port, tokens.values[0], tls)}",
-            file=sys.stderr,
-            flush=True,
-        )
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        await server.serve(sockets=[sock])
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        log.info("gateway_listening", host=host, port=actual_port, tls=tls)
+        if tokens.generated:
+            # The token rides in the URL fragment: browsers never send it to the server.
+            link = web_chat_link(host, actual_port, tokens.values[0], tls)
+            print_web_chat_link(link, config.logging.format)
+        signalled = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if stop_requested.is_set():
+            # HTTP keeps answering while in-flight turns finish, so their clients get the
+            # reply; new work is refused with 503 and /ready says not_ready meanwhile.
+            drain_until = loop.time() + DRAIN_TIMEOUT_S
+            await runtime.begin_shutdown()
+            await runtime.drain(DRAIN_TIMEOUT_S)
+            server.should_exit = True
+        await serving
+        log.info("http_stopped")
     finally:
+        # Signal handlers stay until here: a second signal during any step exits at once.
+        left = DRAIN_TIMEOUT_S if drain_until is None else max(drain_until - loop.time(), 0.0)
+        await runtime.stop(left)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await runtime.stop(DRAIN_TIMEOUT_S)
         sock.close()

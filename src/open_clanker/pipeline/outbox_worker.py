@@ -1,6 +1,8 @@
 """Delivers queued reply parts through their channels, in order per chat, retrying failures.
 
-It sleeps on an event until new work arrives or the next retry is due; it never polls.
+It sleeps on an event until new work arrives or the next retry is due; it never polls. At
+shutdown it makes one last pass over what is due (`flush_and_stop`); anything it cannot deliver
+in time stays in storage and goes out after the next start.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class OutboxWorker:
         self._channels = channels
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -50,9 +53,30 @@ class OutboxWorker:
         await cancel_and_wait(self._task)
         self._task = None
 
+    async def flush_and_stop(self, timeout_s: float) -> bool:
+        """Deliver every part that is due now, then stop. True if the last pass finished in
+        time; otherwise the pass is cancelled and the undelivered rows wait in storage.
+
+        The running loop makes the pass itself (rather than being cancelled mid-send and a
+        second pass started beside it), so no part is sent twice by two passes at once."""
+        task = self._task
+        if task is None:
+            return True
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            log.warning("outbox_flush_timeout", timeout_s=timeout_s)
+            await self.stop()
+            return False
+        self._task = None
+        return True
+
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            final = self._stopping
             try:
                 next_due = await self.deliver_due()
             except (SQLAlchemyError, OSError) as exc:
@@ -60,6 +84,8 @@ class OutboxWorker:
                 # rather than letting the worker die and strand every later reply.
                 log.error("outbox_storage_failed", error=type(exc).__name__)
                 next_due = time.time() + STORAGE_RETRY_S
+            if final:
+                return
             timeout = None if next_due is None else max(next_due - time.time(), 0.05)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -75,6 +101,14 @@ class OutboxWorker:
             await asyncio.gather(*(self._deliver(item) for item in due))
 
     async def _deliver(self, item: OutboxItem) -> None:
+        # The id of the message this answers, so delivery lines join that message's lines.
+        if item.request_id is None:
+            await self._deliver_item(item)
+            return
+        with structlog.contextvars.bound_contextvars(request_id=item.request_id):
+            await self._deliver_item(item)
+
+    async def _deliver_item(self, item: OutboxItem) -> None:
         channel = self._channels.get(item.channel)
         if channel is None:
             await self._store.outbox.mark_retry(

@@ -108,8 +108,11 @@ class Pipeline:
             log.error("pipeline_crashed", error=repr(task.exception()))
 
     async def drain(self, timeout_s: float) -> bool:
-        """Wait for in-flight messages (SIGTERM). True if all finished in time."""
+        """Stop accepting and wait for in-flight messages (SIGTERM). True if all finished in
+        time; calling it again waits again (returns at once when idle)."""
         self.accepting = False
+        if self._idle.is_set():
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
@@ -175,6 +178,7 @@ class Pipeline:
             thread_id=turn.inbound.thread_id,
             reply_to=turn.inbound.reply_target,
             edit_first=turn.draft_id,
+            request_id=turn.inbound.request_id,
         )
 
     async def _enqueue_notice(self, turn: Turn, text: str) -> None:
@@ -184,10 +188,14 @@ class Pipeline:
             self._wake_outbox()
 
     async def recover(self) -> tuple[int, int]:
-        """Answer what was accepted but not answered before a restart. Returns (resumed, expired)."""
+        """Answer what was accepted but not answered before a restart. Returns (resumed, expired).
+
+        Stops early when shutdown begins: what is left stays pending for the next start."""
         resumed = expired = 0
         now = time.time()
         for pending in await self._store.messages.pending():
+            if not self.accepting:
+                break
             msg, ctx = pending.message, pending.context
             age = now - msg.timestamp.timestamp()
             if age > self._recovery_max_age_s:

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.extras import require_extra
 from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import Message
 from open_clanker.pipeline.bus import MemoryBus
@@ -27,6 +28,7 @@ RECONNECT_DELAY_S = 1.0
 
 class RedisBus:
     def __init__(self, url: str, channel: str = CHANNEL) -> None:
+        require_extra("bus.url", "Redis", "redis", ("redis.asyncio",))
         import redis.asyncio as redis  # imported only when a Redis bus is configured
         from redis.exceptions import RedisError
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.extras import require_extra
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,6 +72,7 @@ class Database:
             self.dialect = "sqlite"
         else:
             # Imported here: the asyncio extension costs ~8 MiB a SQLite gateway never uses.
+            require_extra("storage.url", "PostgreSQL", "postgres", ("asyncpg", "greenlet"))
             from sqlalchemy.ext.asyncio import create_async_engine
 
             self._async = create_async_engine(

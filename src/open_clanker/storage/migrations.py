@@ -26,9 +26,16 @@ def _v2_outbox_edit_message_id(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE outbox ADD COLUMN edit_message_id VARCHAR(255)"))
 
 
+def _v3_outbox_request_id(conn: sa.Connection) -> None:
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("outbox")}
+    if "request_id" not in columns:
+        conn.execute(sa.text("ALTER TABLE outbox ADD COLUMN request_id VARCHAR(64)"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_outbox_edit_message_id),
+    (3, _v3_outbox_request_id),
 ]
 
 LATEST = MIGRATIONS[-1][0]

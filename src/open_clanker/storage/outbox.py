@@ -32,6 +32,7 @@ class OutboxItem:
     attempts: int
     next_attempt_at: float
     edit_message_id: str | None = None  # deliver by editing this platform message (a draft)
+    request_id: str | None = None  # of the message this answers: delivery logs carry it
 
 
 def outbox_rows(
@@ -43,6 +44,7 @@ def outbox_rows(
     thread_id: str | None = None,
     reply_to: str | None = None,
     edit_first: str | None = None,
+    request_id: str | None = None,
 ) -> list[dict[str, Any]]:
     now = time.time()
     return [
@@ -60,6 +62,7 @@ def outbox_rows(
             "next_attempt_at": now,
             "created_at": now,
             "edit_message_id": edit_first if i == 0 else None,
+            "request_id": request_id,
         }
         for i, text in enumerate(parts)
     ]
@@ -137,4 +140,5 @@ def _item(r: Any) -> OutboxItem:
         attempts=r.attempts,
         next_attempt_at=r.next_attempt_at,
         edit_message_id=r.edit_message_id,
+        request_id=r.request_id,
     )

@@ -79,6 +79,8 @@ outbox = sa.Table(
     sa.Column("sent_at", sa.Double, nullable=True),
     # v2: the platform message a streamed draft already shows; part 0 edits it in place.
     sa.Column("edit_message_id", sa.String(255), nullable=True),
+    # v3: the request id of the message this answers, so delivery log lines carry it too.
+    sa.Column("request_id", sa.String(64), nullable=True),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

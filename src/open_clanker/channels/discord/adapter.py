@@ -213,6 +213,14 @@ class DiscordChannel:
         except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise channel_error(exc, self._token) from None
 
+    def chat_id_problem(self, chat_id: str) -> str | None:
+        if chat_id.isdigit():
+            return None
+        return (
+            f"{chat_id!r} is not a Discord channel id: use the channel's number "
+            "(Developer Mode, then right-click the channel, Copy Channel ID)."
+        )
+
     def _messageable(self, chat_id: str) -> discord.PartialMessageable:
         if self._client is None or self._client.user is None:
             raise ChannelError("Not logged in to Discord yet.", "discord", retryable=True)

@@ -168,6 +168,7 @@ class TelegramChannel:
         self._offset: int | None = None
         self._ready = False
         self._failing = False
+        self._receiving = True
         self._task: asyncio.Task[None] | None = None
 
     # -- outbound ---------------------------------------------------------------------------
@@ -296,9 +297,22 @@ class TelegramChannel:
             await self._setup()
         except TelegramError as exc:
             self._failed("telegram_start_failed", exc, self._timing.backoff_min_s)
-        self._task = asyncio.create_task(self._run(), name="telegram")
+        if self._receiving:  # shutdown may have begun before or while we connected
+            self._task = asyncio.create_task(self._run(), name="telegram")
+
+    async def stop_receiving(self) -> None:
+        """Shutdown: no new updates. Polling: the poll loop ends (updates it has not confirmed
+        are fetched again after the restart); webhook: new updates get 503, and Telegram
+        delivers them again later. Sending keeps working until `stop()`."""
+        self._receiving = False
+        await cancel_and_wait(self._task)
+        self._task = None
+        self.health.state = ChannelState.STOPPED
+        self.health.detail = "shutting down: no new updates; replies already accepted still go out"
+        log.info("telegram_receiving_stopped", mode=self.config.mode)
 
     async def stop(self) -> None:
+        self._receiving = False
         await cancel_and_wait(self._task)
         self._task = None
         with contextlib.suppress(TelegramError):
@@ -392,6 +406,9 @@ class TelegramChannel:
         log.warning(event, error=detail, retry_in=round(retry_in, 2))
 
     def _contact(self) -> None:
+        if not self._receiving:  # shutting down: sends still succeed, but stay "stopped"
+            self.health.last_contact = time.time()
+            return
         self.health.contact()
         if self._failing:
             self._failing = False
@@ -400,7 +417,8 @@ class TelegramChannel:
     # -- inbound ----------------------------------------------------------------------------
 
     async def handle_webhook(self, secret_header: str | None, body: bytes) -> int:
-        """One webhook request: 401 wrong secret, 400 bad body, 503 not started, else 200."""
+        """One webhook request: 401 wrong secret, 400 bad body, 503 not started or shutting
+        down (Telegram delivers the update again later), else 200."""
         expected = self.config.webhook_secret.get_secret_value()
         if (
             not expected
@@ -409,7 +427,7 @@ class TelegramChannel:
         ):
             log.warning("telegram_webhook_refused")
             return 401
-        if self._submit is None:
+        if self._submit is None or not self._receiving:
             return 503
         try:
             data = json.loads(body)

@@ -89,6 +89,7 @@ async def chat(
     idempotency_key: str | None = Header(default=None, max_length=255),
 ) -> Any:
     runtime: Runtime = request.app.state.runtime
+    runtime.check_accepting()
     check_length(runtime, body.text)
     if idempotency_key:
         cached = await runtime.store.idempotency.get(idempotency_key)

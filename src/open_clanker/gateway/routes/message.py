@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from open_clanker.core.errors import MessageTooLongError, NotFoundError
+from open_clanker.channels.base import ChecksChatIds
+from open_clanker.core.errors import InputError, MessageTooLongError, NotFoundError
 from open_clanker.core.types import ChannelType, Message, Role, session_key
 from open_clanker.gateway.auth import require_token
 from open_clanker.gateway.runtime import Runtime
@@ -25,6 +26,7 @@ router = APIRouter(dependencies=[Depends(require_token)])
 )
 async def send_message(body: SendRequest, request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
+    runtime.check_accepting()
     channel = runtime.channels.get(body.channel)
     if channel is None:
         raise NotFoundError(
@@ -35,6 +37,8 @@ async def send_message(body: SendRequest, request: Request) -> JSONResponse:
     limit = runtime.config.server.max_message_chars
     if len(body.text) > limit:
         raise MessageTooLongError(f"The text is {len(body.text)} characters; the limit is {limit}.")
+    if isinstance(channel, ChecksChatIds) and (problem := channel.chat_id_problem(body.channel_id)):
+        raise InputError(problem)
     ctype = ChannelType(body.channel)
     msg = Message(
         channel_type=ctype,
@@ -44,7 +48,13 @@ async def send_message(body: SendRequest, request: Request) -> JSONResponse:
         text=body.text,
         session=session_key(ctype, body.channel_id),
     )
-    rows = outbox_rows(msg.id, ctype.value, body.channel_id, channel.split(body.text))
+    rows = outbox_rows(
+        msg.id,
+        ctype.value,
+        body.channel_id,
+        channel.split(body.text),
+        request_id=request.scope["state"].get("request_id"),
+    )
     await runtime.store.messages.store_reply(msg, None, rows, status=Status.NOTICE)
     runtime.outbox.wake()
     return JSONResponse(SendResponse(id=msg.id, status="queued").model_dump(), status_code=202)
