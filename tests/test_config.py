@@ -140,3 +140,13 @@ def test_allow_entries_must_name_a_channel(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(p)
     assert "access.allow[0]" in problems_of(exc)
+
+
+def test_discord_ids_may_be_toml_numbers() -> None:
+    from open_clanker.channels.discord.config import DiscordConfig
+
+    section = DiscordConfig.model_validate(
+        {"bot_token": "t", "guild_id": 123456789012345678, "allowed_channels": [234567890123456789]}
+    )
+    assert section.guild_id == "123456789012345678"
+    assert section.allowed_channels == [234567890123456789]

@@ -462,3 +462,15 @@ async def test_reconnects_and_resumes_are_one_log_line_each(
     assert "Traceback" not in text_all and "Attempting a reconnect" not in text_all
     assert "RESUMED session" not in text_all
     assert double.token not in text_all
+
+
+async def test_without_require_mention_every_message_in_an_allowed_channel_is_answered(
+    double: DiscordDouble,
+) -> None:
+    async with echo_gateway(double, require_mention=False) as gw:
+        await double.dispatch_message(GENERAL, "no mention needed", author_id=BOB)
+        sent = await double.wait_sent(timeout=10)
+        await double.dispatch_message(QUIET, "but not here", author_id=BOB)
+        await settled(gw)
+    assert sent.content.endswith("You said: no mention needed")
+    assert [s.channel_id for s in double.sent] == [GENERAL]

@@ -270,20 +270,23 @@ class DiscordChannel:
                 await self._connect(client)
                 if self._stopping:
                     return
-                problem, wait = "the Discord connection closed", delay
+                problem, wait, fatal = "the Discord connection closed", delay, False
             except discord.PrivilegedIntentsRequired:
-                problem, wait = INTENTS_HELP, self._timing.backoff_max_s
+                problem, wait, fatal = INTENTS_HELP, self._timing.backoff_max_s, True
             except discord.LoginFailure:
-                problem, wait = REFUSED_LOGIN_HELP, self._timing.backoff_max_s
+                problem, wait, fatal = REFUSED_LOGIN_HELP, self._timing.backoff_max_s, True
             except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                problem, wait = describe(exc, self._token), delay
+                problem, wait, fatal = describe(exc, self._token), delay, False
             finally:
                 if not client.is_closed():
                     with contextlib.suppress(Exception):
                         await client.close()
             self._connected = False
             self.health.degrade(problem)
-            log.error("discord_connect_failed", error=problem, retry_in=round(wait, 2))
+            # Only what the operator must fix is an error; a network blip is retried quietly.
+            (log.error if fatal else log.warning)(
+                "discord_connect_failed", error=problem, retry_in=round(wait, 2)
+            )
             self._first_attempt.set()
             await asyncio.sleep(wait)
             delay = min(delay * 2, self._timing.backoff_max_s)
