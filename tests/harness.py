@@ -65,3 +65,13 @@ async def running_gateway(
         await task
         await runtime.stop(5)
         sock.close()
+
+
+async def settled(gw: RunningGateway) -> None:
+    """Wait until no message is in the pipeline and nothing is waiting in the outbox."""
+    for _ in range(1000):
+        pending = await gw.runtime.store.outbox.count("pending")
+        if gw.runtime.pipeline.in_flight == 0 and pending == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the gateway did not settle")

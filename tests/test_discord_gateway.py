@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from sqlalchemy import text
 
 from open_clanker.channels.discord import adapter
@@ -22,7 +20,7 @@ from open_clanker.core.logging import setup_logging
 from open_clanker.core.types import SessionKey
 from tests.doubles.discord_double import BOT_ID, DiscordDouble
 from tests.doubles.openai_double import OpenAIDouble, Reply
-from tests.harness import RunningGateway, running_gateway
+from tests.harness import RunningGateway, running_gateway, settled
 from tests.proc import clean_env, cli
 
 pytestmark = pytest.mark.usefixtures("data_dir")
@@ -83,16 +81,6 @@ async def echo_gateway(double: DiscordDouble, **discord: Any) -> AsyncIterator[R
     async with running_gateway(dc_config(double, **discord)) as gw:
         await double.wait_identified(timeout=10)
         yield gw
-
-
-async def settled(gw: RunningGateway) -> None:
-    """Wait until no message is in the pipeline and nothing is waiting in the outbox."""
-    for _ in range(1000):
-        pending = await gw.runtime.store.outbox.count("pending")
-        if gw.runtime.pipeline.in_flight == 0 and pending == 0:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the gateway did not settle")
 
 
 def replies_in(double: DiscordDouble, channel: int) -> list[str]:
@@ -425,22 +413,11 @@ async def test_a_stalled_connection_is_restarted_and_reported_degraded(
 
 
 @pytest.fixture
-def json_log_file(tmp_path: Path) -> Iterator[Path]:
-    """The gateway's logging as in production (JSON lines to a file), restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def json_log_file(tmp_path: Path, restore_logging: None) -> Path:
+    """The gateway's logging as in production: JSON lines to a file."""
     path = tmp_path / "gateway.log"
     setup_logging("info", "json", str(path))
-    try:
-        yield path
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.captureWarnings(False)
-        structlog.reset_defaults()
+    return path
 
 
 async def test_reconnects_and_resumes_are_one_log_line_each(

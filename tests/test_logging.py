@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.handlers
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +57,6 @@ def test_an_unknown_openclaw_log_value_is_named() -> None:
     with pytest.raises(ConfigError) as err:
         resolve_level(False, "loud", "info")
     assert "OPENCLAW_LOG" in err.value.message and "'loud'" in err.value.message
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.captureWarnings(False)
-        structlog.reset_defaults()
 
 
 def test_the_file_gets_json_lines_while_the_console_stays_pretty(

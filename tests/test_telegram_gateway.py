@@ -13,7 +13,7 @@ import pytest
 
 from open_clanker.config.model import Config
 from tests.doubles.telegram_double import TelegramDouble, message, update, user
-from tests.harness import RunningGateway, running_gateway
+from tests.harness import running_gateway, settled
 from tests.proc import clean_env
 
 pytestmark = pytest.mark.usefixtures("data_dir")
@@ -33,16 +33,6 @@ def tg_config(double: TelegramDouble, **telegram: Any) -> Config:
             },
         }
     )
-
-
-async def settled(gw: RunningGateway) -> None:
-    """Wait until no message is in the pipeline and nothing is waiting in the outbox."""
-    for _ in range(500):
-        pending = await gw.runtime.store.outbox.count("pending")
-        if gw.runtime.pipeline.in_flight == 0 and pending == 0:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the gateway did not settle")
 
 
 async def test_polling_answer_status_ready_and_send() -> None:
