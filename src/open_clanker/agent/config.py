@@ -30,5 +30,6 @@ class AgentConfig(BaseModel):
     timeout_s: float = Field(120, gt=0, le=3600)
     max_retries: int = Field(2, ge=0, le=10)
     history_messages: int = Field(40, ge=1, le=1000)
+    history_tokens: int = Field(24000, ge=100, le=10_000_000)
     stream: bool = True
     fallbacks: list[FallbackConfig] = []

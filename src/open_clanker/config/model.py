@@ -29,6 +29,8 @@ class ServerConfig(_Section):
     cors_origins: list[str] = []
     max_message_chars: int = Field(16000, ge=1, le=1_000_000)
     max_ws_connections: int = Field(10000, ge=1)
+    openai_api: bool = True  # POST /v1/chat/completions and GET /v1/models (SPEC §5.1)
+    compression: bool = True  # gzip for JSON and the page, never for streams
     tls: TLSConfig | None = None
 
 
@@ -38,6 +40,11 @@ class StorageConfig(_Section):
 
 class BusConfig(_Section):
     url: str = "memory://"
+    # Prefix of every Redis key and pub/sub channel: deployments sharing one Redis each
+    # take their own (pub/sub channels are not separated by Redis database numbers).
+    namespace: str = Field(
+        "open-clanker", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
 
 
 class AccessConfig(_Section):
@@ -48,6 +55,9 @@ class AccessConfig(_Section):
 class LimitsConfig(_Section):
     messages_per_minute: int = Field(20, ge=1)
     recovery_max_age_s: float = Field(3600, ge=0)
+    # How long a replica's claim on a session, a pending message, an outbox part or a channel
+    # lasts without renewal (SPEC §9); a dead replica's work moves on after it.
+    lease_s: float = Field(30, ge=3, le=3600)
 
 
 class WebchatConfig(_Section):

@@ -18,6 +18,8 @@ trusted_proxies = []        # addresses whose X-Forwarded-For is believed
 cors_origins = []
 max_message_chars = 16000   # longer user text is refused with a clear message
 max_ws_connections = 10000  # beyond this a new WebSocket is refused
+openai_api = true           # POST /v1/chat/completions and GET /v1/models; false: 404
+compression = true          # gzip for JSON and the page when the client accepts it (never streams)
 # [server.tls]
 # cert_path = "/path/to/cert.pem"
 # key_path = "/path/to/key.pem"
@@ -28,6 +30,7 @@ max_ws_connections = 10000  # beyond this a new WebSocket is refused
 
 [bus]
 url = "memory://"           # or redis://host:6379/0 for several replicas
+namespace = "open-clanker"  # prefix of Redis keys and channels: one per deployment sharing a Redis
 
 [agent]
 provider = "auto"           # auto | anthropic | openai | echo
@@ -39,6 +42,7 @@ max_tokens = 1024
 timeout_s = 120
 max_retries = 2             # retries after the first attempt, per provider
 history_messages = 40       # most recent messages sent as context
+history_tokens = 24000      # and at most this many (estimated) tokens of history; oldest dropped first
 stream = true
 # [[agent.fallbacks]]       # tried in order when the provider above keeps failing
 # provider = "openai"
@@ -53,6 +57,8 @@ allow = []                  # "<channel>:<sender or chat id>", e.g. "telegram:12
 [limits]
 messages_per_minute = 20    # per sender
 recovery_max_age_s = 3600   # pending messages older than this are not answered after a restart
+lease_s = 30                # a replica's claim on a session, message, outbox part or channel lasts
+                            # this long without renewal; a dead replica's work moves on after it
 
 [channels.webchat]
 enabled = true              # the page at GET / and the /ws endpoint

@@ -16,8 +16,10 @@ SessionKey = NewType("SessionKey", str)
 class ChannelType(enum.StrEnum):
     TELEGRAM = "telegram"
     DISCORD = "discord"
+    SLACK = "slack"
     WEBCHAT = "webchat"
     API = "api"
+    OPENAI = "openai"  # the OpenAI-compatible API (SPEC §5.1)
     CLI = "cli"
 
 
