@@ -86,7 +86,8 @@ class AccessCheck:
         chat_allowed = f"{channel}:{msg.channel_id}" in self._allow or (
             inbound.parent_id is not None and f"{channel}:{inbound.parent_id}" in self._allow
         )
-        if not sender_allowed and not chat_allowed and self._policy != "open":
+        # Pairing opens direct chats only (a group needs the group allowed): no lookup there.
+        if inbound.is_direct and not sender_allowed and not chat_allowed and self._policy != "open":
             sender_allowed = await self._store.access.is_allowed(channel, msg.sender)
         facts = AccessFacts(
             msg.channel_type, inbound.is_direct, inbound.addressed, sender_allowed, chat_allowed
