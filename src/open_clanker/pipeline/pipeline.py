@@ -29,6 +29,7 @@ from open_clanker.pipeline.session_gate import SessionGate
 from open_clanker.pipeline.stages import Stage, reply_message
 from open_clanker.storage.messages import Status
 from open_clanker.storage.outbox import outbox_rows
+from open_clanker.storage.reply_usage import reply_context
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.pipeline")
@@ -218,6 +219,7 @@ class Pipeline:
             answers=turn.message,
             answers_status=answered,
             turn=turn.claim,
+            context=reply_context(turn.sent_tokens) if turn.sent_tokens else None,
         )
         turn.has_turn = False  # ended by that transaction, or lost before it
         if not stored:

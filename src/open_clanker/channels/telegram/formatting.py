@@ -97,9 +97,7 @@ def is_plain(line: str) -> bool:
     if _SPECIAL.search(line) is not None:
         return False
     head = line[:1]
-    return not (
-        (head in "#-+" or head.isspace()) and (_HEADING.match(line) or _BULLET.match(line))
-    )
+    return not ((head in "#-+" or head.isspace()) and (_HEADING.match(line) or _BULLET.match(line)))
 
 
 def visible_line(line: str) -> str:
