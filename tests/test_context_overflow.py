@@ -266,3 +266,20 @@ async def test_two_hundred_turns_of_2000_characters_stay_inside_the_budget(
         assert all(a[0] != b[0] for a, b in itertools.pairwise(transcript))
     last = vendor.transcript(double.requests[-1].body)
     assert 5 < len(last) < 20  # the oldest turns were left out
+
+
+async def test_a_streamed_answer_after_an_overflow_is_shown_once(vendor: Vendor) -> None:
+    async with gateway(vendor, 1500, stream=True) as (gw, double, http):
+        for i in range(2):
+            assert (await chat(http, gw, turn_text(i)))[0] == 200
+        body = {"text": turn_text(2), "session": "long", "stream": True}
+        async with http.post(f"{gw.base_url}/api/v1/chat", json=body, headers=gw.auth) as r:
+            raw = (await r.read()).decode()
+    events = [
+        block.split("\n", 1)[0].removeprefix("event: ") for block in raw.strip().split("\n\n")
+    ]
+    assert events[-1] == "done"
+    assert "reset" not in events and "error" not in events
+    done = json.loads(raw.strip().split("\n\n")[-1].split("\n", 1)[1].removeprefix("data: "))
+    assert done["reply"]["content"] == "Hello from the double."
+    assert [c > 1500 for c in double.prompt_counts] == [False, False, True, False]
