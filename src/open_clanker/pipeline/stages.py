@@ -43,7 +43,12 @@ from open_clanker.pipeline.commands import (
 from open_clanker.pipeline.context import Ending, ReplySink, Turn
 from open_clanker.pipeline.context_windows import ContextWindows
 from open_clanker.pipeline.drafts import DraftSink
-from open_clanker.pipeline.history import Measured, fit_history
+from open_clanker.pipeline.history import (
+    RATIO_BOUNDS,
+    Measured,
+    estimate_request,
+    fit_history,
+)
 from open_clanker.pipeline.overflow import OVERFLOW_TEXT, ask_within_context
 from open_clanker.pipeline.ratelimit import RateLimiter
 from open_clanker.storage.messages import Status
@@ -206,15 +211,16 @@ class SessionStage:
         # The session's earlier exchanges (every one is finished: turns run in order), then
         # this message.
         earlier = await self._store.messages.history(msg.session, self._history_messages - 1)
-        replies = [m.id for m in earlier if m.role is Role.ASSISTANT][-MEASURED_REPLIES:]
-        measured = await self._usage.latest_measured(replies)
+        offered = [*earlier, msg]
         budget = self._windows.budget(self._status().provider, self._history_tokens)
+        measured = None
+        # The provider's count matters only when some ratio could make this not fit.
+        if estimate_request(self._system_prompt, offered) * RATIO_BOUNDS[1] > budget:
+            replies = [m.id for m in earlier if m.role is Role.ASSISTANT][-MEASURED_REPLIES:]
+            found = await self._usage.latest_measured(replies)
+            measured = Measured(*found) if found else None
         context = fit_history(
-            [*earlier, msg],
-            self._system_prompt,
-            self._history_messages,
-            budget,
-            Measured(*measured) if measured else None,
+            offered, self._system_prompt, self._history_messages, budget, measured
         )
         turn.history = context.messages
         if context.dropped:
