@@ -82,7 +82,7 @@ class Runtime:
             await store.close()
             raise
         log.info("provider_chosen", provider=choice.name, model=choice.model, reason=choice.reason)
-        channels = Channels(build_channels(config))
+        channels = Channels(build_channels(config, store))
         log.info("bus_ready", kind="redis" if config.bus.url.startswith("redis") else "memory")
         worker = OutboxWorker(store, channels)
 
