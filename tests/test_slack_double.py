@@ -139,7 +139,11 @@ async def test_socket_mode_hello_envelope_and_ack(double: SlackDouble) -> None:
     assert req.type == "events_api" and req.envelope_id == envelope.envelope_id
     assert req.retry_attempt == 0
     event = req.payload["event"]
-    assert (event["type"], event["channel"], event["text"]) == ("message", GENERAL, "hi <@U0BOTUSER1>")
+    assert (event["type"], event["channel"], event["text"]) == (
+        "message",
+        GENERAL,
+        "hi <@U0BOTUSER1>",
+    )
     assert req.payload["type"] == "event_callback"
     # apps.connections.open takes the app-level token and refuses the bot token.
     opened = [c for c in double.calls if c.method == "apps.connections.open"]

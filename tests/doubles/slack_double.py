@@ -390,7 +390,9 @@ class SlackDouble:
                 if attempt:
                     headers["X-Slack-Retry-Num"] = str(attempt)
                     headers["X-Slack-Retry-Reason"] = reason
-                    await asyncio.sleep(self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1])
+                    await asyncio.sleep(
+                        self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1]
+                    )
                 try:
                     timeout = aiohttp.ClientTimeout(total=self.http_timeout_s)
                     async with http.post(url, data=data, headers=headers, timeout=timeout) as r:
@@ -472,7 +474,9 @@ class SlackDouble:
         ticket = str(uuid.uuid4())
         self._tickets.add(ticket)
         port = self.base_url.rsplit(":", 1)[1]
-        return _json({"ok": True, "url": f"ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id={APP_ID}"})
+        return _json(
+            {"ok": True, "url": f"ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id={APP_ID}"}
+        )
 
     async def _m_chat_postMessage(self, call: ApiCall) -> web.Response:
         if call.token != "bot":

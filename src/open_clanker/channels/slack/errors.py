@@ -142,13 +142,15 @@ def channel_error(exc: Exception, secrets: Iterable[str] = ()) -> ChannelError:
         # Retried: once the operator fixes the token or scope, the reply still arrives.
         needed = str(_data(exc).get("needed") or "")
         return ChannelError(fix_for(code, "bot", needed), CHANNEL, retryable=True)
-    if code in _HOPELESS:
+    if code in ("channel_not_found", "not_in_channel", "is_archived"):
         return ChannelError(
-            f"Slack refused the message ({code}): the channel is unknown, archived, or the "
-            "bot is not a member of it.",
+            f"Slack refused the message ({code}): the channel does not exist, is archived, "
+            "or the bot is not in it (invite it with /invite @<bot name>).",
             CHANNEL,
             retryable=False,
         )
+    if code in _HOPELESS:
+        return ChannelError(f"Slack refused the message ({code}).", CHANNEL, retryable=False)
     return ChannelError(f"Slack rejected the request ({code}).", CHANNEL, retryable=False)
 
 
