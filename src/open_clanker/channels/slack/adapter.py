@@ -72,6 +72,9 @@ class SlackTiming:
     http_timeout_s: int = 30
 
 
+DEFAULT_TIMING = SlackTiming()
+
+
 async def _never(_key: SessionKey) -> bool:
     return False
 
@@ -102,7 +105,7 @@ class SlackChannel:
             config.signing_secret.get_secret_value(),
         )
         self._threads = threads
-        self._timing = timing or SlackTiming()
+        self._timing = timing or DEFAULT_TIMING
         self._scope: SlackScope | None = None
         self._http: aiohttp.ClientSession | None = None
         self._web: AsyncWebClient | None = None
@@ -371,8 +374,11 @@ class SlackChannel:
         event = payload.get("event")
         reason = ignored_reason(event, scope)
         if reason is not None:
-            if reason != "from a bot":  # our own replies come back as events: not worth a line
-                log.info("slack_event_ignored", reason=reason, event_id=payload.get("event_id"))
+            # Our own replies and their edits come back as events: not worth a line each.
+            quiet = reason == "from a bot" or reason.startswith("subtype")
+            (log.debug if quiet else log.info)(
+                "slack_event_ignored", reason=reason, event_id=payload.get("event_id")
+            )
             return
         assert isinstance(event, dict)
         addressed = addressed_without_memory(event, scope)
