@@ -373,26 +373,28 @@ class SlackDouble:
         body: JSON,
         *,
         retries: bool = True,
+        retry_num: int = 0,
         timestamp: int | None = None,
         secret: str | None = None,
         host: str | None = None,
     ) -> list[HttpDelivery]:
         """POST a signed request as Slack does; retry (if `retries`) until one is answered 200
-        within `http_timeout_s`, at most 3 times, with X-Slack-Retry-Num/-Reason."""
+        within `http_timeout_s`, at most 3 times, with X-Slack-Retry-Num/-Reason. `retry_num`
+        makes the first request one of those retries."""
         data = json.dumps(body).encode()
         out: list[HttpDelivery] = []
-        reason = ""
+        reason = "http_error"
         async with aiohttp.ClientSession() as http:
-            for attempt in range(MAX_RETRIES + 1 if retries else 1):
+            for attempt in range(retry_num, MAX_RETRIES + 1 if retries else retry_num + 1):
                 headers = self.sign(data, timestamp, secret)
                 if host:
                     headers["Host"] = host
                 if attempt:
                     headers["X-Slack-Retry-Num"] = str(attempt)
                     headers["X-Slack-Retry-Reason"] = reason
-                    await asyncio.sleep(
-                        self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1]
-                    )
+                if attempt > retry_num:
+                    delays = self.retry_delays_s
+                    await asyncio.sleep(delays[min(attempt, len(delays)) - 1])
                 try:
                     timeout = aiohttp.ClientTimeout(total=self.http_timeout_s)
                     async with http.post(url, data=data, headers=headers, timeout=timeout) as r:

@@ -269,6 +269,8 @@ class SlackChannel:
             if self._receiving:
                 return
             self._receiving = True
+            if self.health.detail == SENDING_ONLY:
+                self.health.detail = ""
             if self.config.mode == "socket":
                 self._receiver = SocketReceiver(
                     self.config.app_token.get_secret_value(),
