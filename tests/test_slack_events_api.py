@@ -180,3 +180,23 @@ def test_the_app_token_alone_does_not_enable_the_channel(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     env["OPENCLAW_SLACK_BOT_TOKEN"] = "xoxb-1-2-abc"
     assert cli(["config-validate"], env, tmp_path).returncode == 0  # both: socket mode, valid
+
+
+def test_the_app_manifest_asks_for_what_the_channel_uses() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    manifest = yaml.safe_load((root / "deploy" / "slack-app-manifest.yml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    # Every message event needs its history scope; replies need chat:write.
+    needs = {
+        "message.channels": "channels:history",
+        "message.groups": "groups:history",
+        "message.im": "im:history",
+        "message.mpim": "mpim:history",
+    }
+    assert events == set(needs)
+    assert set(needs.values()) | {"chat:write", "files:read"} == scopes
+    assert manifest["settings"]["socket_mode_enabled"] is True  # the default mode
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # DMs
