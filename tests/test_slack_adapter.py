@@ -283,3 +283,17 @@ async def test_a_refused_app_token_degrades_without_leaking_it(double: SlackDoub
     assert "OPENCLAW_SLACK_APP_TOKEN" in detail and "refused-app-token" not in detail
     opened = [c for c in double.calls if c.method == "apps.connections.open"]
     assert opened and {c.error for c in opened} == {"invalid_auth"}
+
+
+async def test_shutdown_during_start_means_no_receiving(double: SlackDouble) -> None:
+    channel = SlackChannel(config_for(double), timing=FAST)
+    starting = asyncio.create_task(channel.start(Inbox()))
+    await asyncio.sleep(0)  # start is now waiting for auth.test
+    await channel.stop_receiving()  # SIGTERM arrived meanwhile
+    await starting
+    try:
+        assert channel.bot_username == "clanker"  # ready to send the replies in flight
+        assert "apps.connections.open" not in [c.method for c in double.calls]
+        assert double.connected == 0
+    finally:
+        await channel.stop()

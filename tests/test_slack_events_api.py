@@ -200,3 +200,27 @@ def test_the_app_manifest_asks_for_what_the_channel_uses() -> None:
     assert set(needs.values()) | {"chat:write", "files:read"} == scopes
     assert manifest["settings"]["socket_mode_enabled"] is True  # the default mode
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # DMs
+
+
+def test_slack_sdk_is_imported_only_when_the_channel_is_enabled(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from open_clanker.config.loader import load_config\n"
+        "from open_clanker.channels.registry import build_channels\n"
+        "channels = build_channels(load_config().config)\n"
+        "print(sorted(c.value for c in channels), 'slack_sdk' in sys.modules)\n"
+    )
+    env = clean_env(tmp_path / "data")
+    off = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    env["OPENCLAW_SLACK_BOT_TOKEN"] = "xoxb-1-2-abc"
+    env["OPENCLAW_SLACK_APP_TOKEN"] = "xapp-1-2-abc"
+    on = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert off.stdout.strip() == "[] False", off.stderr
+    assert on.stdout.strip() == "['slack'] True", on.stderr

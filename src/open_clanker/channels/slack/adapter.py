@@ -114,6 +114,7 @@ class SlackChannel:
         self._receiver: SocketReceiver | None = None
         self._probe: asyncio.Task[None] | None = None
         self._lifecycle = asyncio.Lock()
+        self._stops = 0  # stop_receiving calls: one during start() means "do not receive"
         self._requests: set[asyncio.Future[None]] = set()
 
     @property
@@ -240,6 +241,7 @@ class SlackChannel:
         """Ready to send (bot identity from `auth.test`); then receive unless `receive` is
         false (another replica holds the Socket Mode connection)."""
         self._submit = submit
+        stops = self._stops
         self.health.state = ChannelState.STARTING
         quiet_sdk_logs()
         if self._http is None:
@@ -260,7 +262,7 @@ class SlackChannel:
             log.warning("slack_start_failed", error=self.health.detail)
         if self._probe is None:
             self._probe = asyncio.create_task(self._keep_checking(), name="slack-probe")
-        if receive:
+        if receive and self._stops == stops:  # shutdown may have begun while we set up
             await self.start_receiving()
 
     async def start_receiving(self) -> None:
@@ -289,6 +291,7 @@ class SlackChannel:
         """No new events: Socket Mode envelopes not yet acked are delivered again by Slack to
         whoever receives next, Events API requests get 503 (Slack retries). Messages being
         stored finish first (bounded); sending keeps working until `stop()`."""
+        self._stops += 1
         async with self._lifecycle:
             if not self._receiving:
                 return
@@ -347,24 +350,25 @@ class SlackChannel:
         """`auth.test` whenever nothing else showed that Slack is there: Events API mode and
         send-only replicas get no traffic while the workspace is quiet. Socket Mode's own
         watchdog covers a receiving connection."""
+        t = self._timing
+        delay = t.probe_interval_s if self._scope is not None else t.socket.backoff_min_s
         while True:
-            await asyncio.sleep(
-                self._timing.probe_interval_s
-                if self._scope is not None
-                else self._timing.socket.backoff_min_s
-            )
+            await asyncio.sleep(delay)
             if self._receiver is not None:
                 continue
             last = self.health.last_contact
             healthy = self.health.state is ChannelState.CONNECTED
-            if healthy and last is not None and time.time() - last < self._timing.probe_interval_s:
+            if healthy and last is not None and time.time() - last < t.probe_interval_s:
                 continue
             try:
                 await self._identify()
+                delay = t.probe_interval_s
             except SlackApiError as exc:
                 self._identify_failed(exc)
+                delay = min(delay * 2, t.probe_interval_s)  # one line per try, backing off
             except TRANSPORT_ERRORS as exc:
                 self.health.degrade(f"could not reach Slack ({describe(exc, self._secrets)})")
+                delay = min(delay * 2, t.probe_interval_s)
 
     # -- inbound ----------------------------------------------------------------------------
 
