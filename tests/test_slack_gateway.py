@@ -143,6 +143,17 @@ async def test_channels_answer_mentions_in_a_thread_and_follow_that_thread(
         assert [m.text for m in history if m.role.value == "user"] == ["what is up?", "and then?"]
 
 
+async def test_commands_follow_a_mention(double: SlackDouble) -> None:
+    async with gateway(double) as gw:
+        asked = double.message(GENERAL, f"{MENTION} /status", user=ALICE)
+        await double.push(asked)
+        await wait_posted(double, 1)
+        await quiet(gw, double)
+    (answer,) = double.posted
+    assert answer.thread_ts == asked["ts"]
+    assert answer.text.startswith("Model: echo")
+
+
 async def test_only_allowed_channels_are_answered(double: SlackDouble) -> None:
     async with gateway(double) as gw:
         await double.push(double.message(QUIET, f"{MENTION} over here?", user=BOB))
