@@ -85,6 +85,13 @@ async def test_is_a_channel_with_drafts_and_attachments(double: SlackDouble) -> 
     assert isinstance(socket, Channel | SupportsDrafts | SupportsAttachments)
     assert isinstance(socket, SupportsDrafts) and isinstance(socket, SupportsAttachments)
     assert (socket.exclusive_receiver, events.exclusive_receiver) == (True, False)
+    # One lease per Slack app, whatever the channel's other settings; no token in its name.
+    other_app = SlackChannel(config_for(double, app_token="xapp-1-A0OTHER-1-other"))
+    assert socket.receiver_name == SlackChannel(config_for(double)).receiver_name
+    assert socket.receiver_name != other_app.receiver_name
+    assert (
+        socket.receiver_name.startswith("slack:") and double.app_token not in socket.receiver_name
+    )
     assert (socket.webhook_path, events.webhook_path) == ("", "/slack/events")
 
 
@@ -99,6 +106,7 @@ async def test_start_without_receiving_then_start_and_stop_in_any_order(
         assert "apps.connections.open" not in [c.method for c in double.calls]
         assert channel.health.state.value == "connected"
         assert channel.health.detail == SENDING_ONLY
+        assert channel.health.as_json()["receiving"] is False  # a standby: silence is no stall
         await channel.send(item("sent by a replica that does not receive"))
         assert double.posted[-1].text == "sent by a replica that does not receive"
         await channel.stop_receiving()  # not receiving: nothing to stop

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -119,8 +120,15 @@ class SlackChannel:
 
     @property
     def exclusive_receiver(self) -> bool:
-        """Socket Mode spreads events over every open connection: one replica must hold it."""
+        """Socket Mode spreads events over every open connection: one replica must hold it.
+        The Events API posts to the load balancer: every replica takes requests."""
         return self.config.mode == "socket"
+
+    @property
+    def receiver_name(self) -> str:
+        """The lease's name: the Slack app whose Socket Mode connection it is."""
+        app = self.config.app_token.get_secret_value() or self._token
+        return "slack:" + hashlib.sha256(app.encode()).hexdigest()[:16]
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -232,6 +240,7 @@ class SlackChannel:
 
     def _contact(self) -> None:
         self.health.contact()
+        self.health.receiving = self._receiving  # a standby's silence is no stall
         if not self._receiving:
             self.health.detail = SENDING_ONLY
 
@@ -243,6 +252,7 @@ class SlackChannel:
         self._submit = submit
         stops = self._stops
         self.health.state = ChannelState.STARTING
+        self.health.receiving = self._receiving
         quiet_sdk_logs()
         if self._http is None:
             self._http = aiohttp.ClientSession()
@@ -271,6 +281,7 @@ class SlackChannel:
             if self._receiving:
                 return
             self._receiving = True
+            self.health.receiving = True
             if self.health.detail == SENDING_ONLY:
                 self.health.detail = ""
             if self.config.mode == "socket":
@@ -296,6 +307,7 @@ class SlackChannel:
             if not self._receiving:
                 return
             self._receiving = False
+            self.health.receiving = False
             receiver, self._receiver = self._receiver, None
             if receiver is not None:
                 await receiver.stop(self._timing.drain_s)
@@ -303,6 +315,11 @@ class SlackChannel:
                 await asyncio.wait(set(self._requests), timeout=self._timing.drain_s)
             self.health.detail = SENDING_ONLY
         log.info("slack_receiving_stopped", mode=self.config.mode)
+
+    async def pause_receiving(self) -> None:
+        """Another replica holds the Socket Mode lease: the same as `stop_receiving`, which
+        `start_receiving` undoes."""
+        await self.stop_receiving()
 
     async def stop(self) -> None:
         await self.stop_receiving()
