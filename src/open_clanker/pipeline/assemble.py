@@ -31,6 +31,8 @@ def static_allow_entries(config: Config) -> list[str]:
         entries += [f"telegram:{c}" for c in config.channels.telegram.allowed_chats]
     if config.channels.discord is not None:
         entries += [f"discord:{c}" for c in config.channels.discord.allowed_channels]
+    if config.channels.slack is not None:
+        entries += [f"slack:{c}" for c in config.channels.slack.allowed_channels]
     return entries
 
 
