@@ -24,7 +24,8 @@ from open_clanker.core.types import SessionKey
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.tokens import Tokens
-from open_clanker.gateway.ws import WSLimits, _Outbox, open_ws_connections
+from open_clanker.gateway.ws import WSLimits, open_ws_connections
+from open_clanker.gateway.ws_outbox import SendBuffer
 from open_clanker.gateway.ws_frames import (
     MAX_FRAME_BYTES,
     bearer_token,
@@ -179,14 +180,20 @@ async def test_header_auth_and_streamed_chat(gateway: Gateway) -> None:
     assert "hello there" in reply["reply"]["content"]
     assert reply["id"] == "c1"
     assert reply["session"] == "webchat:w"
-    assert reply["message"]["role"] == "assistant"
+    # SPEC §5: `message` is the user's message, as in POST /api/v1/chat.
+    assert reply["message"]["role"] == "user"
+    assert reply["message"]["text"] == "hello there"
     assert reply["message"]["session"] == "webchat:w"
     assert reply["reply"]["provider"] == "echo"
+    assert reply["reply"]["finish_reason"] == "stop"
     history = await gateway.runtime.store.messages.session_messages(
         SessionKey("webchat:w"), 10, None
     )
     assert history is not None
-    assert [m.text for m in history][-1] == reply["reply"]["content"]
+    assert [(m.id, m.text) for m in history] == [
+        (reply["message"]["id"], "hello there"),
+        (reply["reply"]["id"], reply["reply"]["content"]),
+    ]
 
 
 async def test_first_frame_auth_and_new_session(gateway: Gateway) -> None:
@@ -240,8 +247,10 @@ async def test_subscribe_receives_other_connections_messages(gateway: Gateway) -
         second = await recv(watcher)
     assert first["type"] == second["type"] == "event"
     assert first["message"]["text"] == "watched"
-    assert first["message"]["role"] == "user"
-    assert second["message"] == reply["message"]
+    assert first["message"] == reply["message"]  # the user's message, as stored
+    assert second["message"]["role"] == "assistant"
+    assert second["message"]["id"] == reply["reply"]["id"]
+    assert second["message"]["text"] == reply["reply"]["content"]
 
 
 async def test_malformed_frames_get_errors_and_socket_stays(gateway: Gateway) -> None:
@@ -281,7 +290,8 @@ async def test_command_reply(gateway: Gateway) -> None:
         await ws.send(json.dumps({"type": "chat", "id": "h", "text": "/help", "session": "c"}))
         _, reply = await recv_until(ws, "reply")
     assert reply["reply"]["provider"] == "gateway"
-    assert reply["reply"]["content"] == reply["message"]["text"] != ""
+    assert reply["message"]["text"] == "/help"
+    assert "/stop" in reply["reply"]["content"]
 
 
 async def test_frame_over_1_mib_closes_1009(gateway: Gateway) -> None:
@@ -356,30 +366,70 @@ class _StuckSocket:
 
     def __init__(self) -> None:
         self.closed_with: tuple[int, str] | None = None
+        self.sent: list[dict[str, Any]] = []
         self.release = asyncio.Event()
 
-    async def send_text(self, _text: str) -> None:
+    async def send_text(self, text: str) -> None:
         await self.release.wait()
+        self.sent.append(json.loads(text))
 
     async def close(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
 
 
-async def test_slow_client_is_dropped_not_buffered() -> None:
+async def test_waiting_deltas_merge_into_one_frame() -> None:
     sock = _StuckSocket()
-    outbox = _Outbox(sock, size=3)  # type: ignore[arg-type]
-    writer = asyncio.create_task(outbox.run())
-    outbox.send({"type": "pong"})
+    buffer = SendBuffer(sock, max_bytes=1000)  # type: ignore[arg-type]
+    writer = asyncio.create_task(buffer.run())
+    buffer.send({"type": "ack", "id": "a"})
+    await asyncio.sleep(0)  # the writer takes the ack and blocks on the socket
+    for n in range(300):  # 300 frames, far more bytes than the bound if each were kept
+        buffer.send({"type": "delta", "id": "a", "text": f"{n % 10}"})
+    buffer.send({"type": "delta", "id": "b", "text": "other chat"})
+    buffer.send({"type": "delta", "id": "a", "text": "\u00e9"})
+    assert not buffer.closed
+    assert buffer.waiting_bytes < 1000
+    sock.release.set()
+    while len(sock.sent) < 4:
+        await asyncio.sleep(0)
+    writer.cancel()
+    assert sock.sent == [
+        {"type": "ack", "id": "a"},
+        {"type": "delta", "id": "a", "text": "0123456789" * 30},
+        {"type": "delta", "id": "b", "text": "other chat"},
+        {"type": "delta", "id": "a", "text": "\u00e9"},
+    ]
+
+
+async def test_client_that_stops_reading_is_dropped_not_buffered() -> None:
+    sock = _StuckSocket()
+    buffer = SendBuffer(sock, max_bytes=200)  # type: ignore[arg-type]
+    writer = asyncio.create_task(buffer.run())
+    buffer.send({"type": "pong"})
     await asyncio.sleep(0)  # the writer takes it and blocks on the socket
-    for _ in range(3):
-        outbox.send({"type": "event"}, droppable=True)
-    outbox.send({"type": "event"}, droppable=True)  # full: an event is simply dropped
-    assert not outbox.closed
-    outbox.send({"type": "delta"})  # full: a chat frame cannot be dropped, so the client goes
-    assert outbox.closed
+    buffer.send({"type": "event", "message": {"text": "x" * 150}}, droppable=True)
+    buffer.send({"type": "event", "message": {"text": "y" * 150}}, droppable=True)  # dropped
+    assert not buffer.closed
+    buffer.send({"type": "delta", "id": "a", "text": "z" * 100})  # cannot be dropped
+    assert buffer.closed
+    assert buffer.waiting_bytes == 0
     sock.release.set()
     await asyncio.wait_for(writer, 5)
     assert sock.closed_with == (1008, "client too slow")
+    assert sock.sent == [{"type": "pong"}]
+
+
+async def test_one_frame_larger_than_the_bound_still_goes_out() -> None:
+    sock = _StuckSocket()
+    sock.release.set()
+    buffer = SendBuffer(sock, max_bytes=10)  # type: ignore[arg-type]
+    writer = asyncio.create_task(buffer.run())
+    buffer.send({"type": "reply", "id": "r", "text": "a long answer"})
+    while not sock.sent:
+        await asyncio.sleep(0)
+    writer.cancel()
+    assert not buffer.closed
+    assert sock.sent == [{"type": "reply", "id": "r", "text": "a long answer"}]
 
 
 async def test_repeated_bad_tokens_lock_the_address_out(gateway: Gateway) -> None:

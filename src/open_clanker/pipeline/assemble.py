@@ -21,6 +21,7 @@ from open_clanker.pipeline.stages import (
     StatusFacts,
     StoreInbound,
 )
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.store import Store
 
 
@@ -45,6 +46,7 @@ def build_pipeline(
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
+    stopper = Stopper(bot_username)
     stages: list[Stage] = [
         Dedupe(store),
         AccessCheck(
@@ -62,6 +64,15 @@ def build_pipeline(
             config.agent.system_prompt,
             config.agent.max_tokens,
             config.agent.stream,
+            stopper,
         ),
     ]
-    return Pipeline(stages, store, bus, channels, wake_outbox, config.limits.recovery_max_age_s)
+    return Pipeline(
+        stages,
+        store,
+        bus,
+        channels,
+        wake_outbox,
+        config.limits.recovery_max_age_s,
+        stopper=stopper,
+    )

@@ -41,6 +41,7 @@ class Turn:
     reply: Message | None = None
     notice: str | None = None  # a short reply that is not a model answer (refusals, codes)
     draft_id: str | None = None  # platform message showing the streamed draft, if any
+    stopped: bool = False  # a /stop that found an answer running and ended it (stopping.py)
 
     @property
     def message(self) -> Message:

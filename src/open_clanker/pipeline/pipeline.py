@@ -13,6 +13,7 @@ from open_clanker.core.types import ChannelType, Inbound
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.context import Ending, ReplySink, Turn
 from open_clanker.pipeline.stages import Stage, reply_message
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.messages import Status
 from open_clanker.storage.outbox import outbox_rows
 from open_clanker.storage.store import Store
@@ -30,6 +31,7 @@ class Pipeline:
         wake_outbox: Callable[[], None],
         recovery_max_age_s: float,
         observe: Callable[[Turn, float], None] = lambda _turn, _seconds: None,
+        stopper: Stopper | None = None,
     ) -> None:
         self.stages = list(stages)
         self._store = store
@@ -38,6 +40,7 @@ class Pipeline:
         self._wake_outbox = wake_outbox
         self._recovery_max_age_s = recovery_max_age_s
         self.observe = observe  # metrics hook, called once per finished turn
+        self.stopper = stopper or Stopper()  # /stop: running answers by session (stopping.py)
         self._session_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[Turn]] = set()
         self._in_flight = 0
@@ -67,16 +70,23 @@ class Pipeline:
             message_id=inbound.message.id,
             channel=inbound.message.channel_type.value,
         ):
-            async with self._session_lock(inbound.message.session):
-                for stage in self.stages:
-                    if recovered and not stage.runs_on_recovery:
-                        continue
-                    await stage(turn)
-                    if turn.ending is not None:
-                        break
-                else:
-                    turn.ending = Ending.ANSWERED
+            stages = self.stages
+            if not recovered and self.stopper.is_stop(turn):
+                # /stop is handled at once, not queued behind the answer it stops.
+                stages = await self.stopper.stop_now(turn, stages)
+            if turn.ending is not None:  # ended in intake: the session is not touched
                 await self._finish(turn)
+            else:
+                async with self._session_lock(inbound.message.session):
+                    for stage in stages:
+                        if recovered and not stage.runs_on_recovery:
+                            continue
+                        await stage(turn)
+                        if turn.ending is not None:
+                            break
+                    else:
+                        turn.ending = Ending.ANSWERED
+                    await self._finish(turn)
         self.observe(turn, time.perf_counter() - started)
         return turn
 
