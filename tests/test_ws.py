@@ -23,15 +23,18 @@ from open_clanker.core.errors import InputError
 from open_clanker.core.types import SessionKey
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.server import WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S
 from open_clanker.gateway.tokens import Tokens
 from open_clanker.gateway.ws import WSLimits, open_ws_connections
-from open_clanker.gateway.ws_outbox import SendBuffer
 from open_clanker.gateway.ws_frames import (
     MAX_FRAME_BYTES,
+    StopFrame,
     bearer_token,
     origin_allowed,
     parse_frame,
 )
+from open_clanker.gateway.ws_outbox import SendBuffer
+from tests.doubles.openai_double import OpenAIDouble, Reply
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -55,14 +58,21 @@ class Gateway:
 
 @asynccontextmanager
 async def run_gateway(
-    tmp_path: Path, *, limits: WSLimits | None = None, **server: Any
+    tmp_path: Path,
+    *,
+    limits: WSLimits | None = None,
+    agent: dict[str, Any] | None = None,
+    ping: tuple[float, float] = (WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S),
+    **server: Any,
 ) -> AsyncIterator[Gateway]:
-    """The real runtime and app (echo provider) behind a real uvicorn on 127.0.0.1:<free>."""
+    """The real runtime and app (echo provider unless `agent` says otherwise) behind a real
+    uvicorn on 127.0.0.1:<free>, with the gateway's WebSocket ping settings."""
     config = Config.model_validate(
         {
             "storage": {"url": f"sqlite:///{tmp_path}/gateway.db"},
             "limits": {"messages_per_minute": 1000},
             "server": server,
+            "agent": agent or {},
         }
     )
     runtime = await Runtime.start(config, Tokens((TOKEN,), generated=False))
@@ -74,7 +84,13 @@ async def run_gateway(
     sock.listen(64)  # clients may connect at once: the backlog holds them until uvicorn accepts
     server_ = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", ws_max_size=WS_MAX_BYTES
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws_max_size=WS_MAX_BYTES,
+            ws_ping_interval=ping[0],
+            ws_ping_timeout=ping[1],
         )
     )
     task = asyncio.create_task(server_.serve(sockets=[sock]))
@@ -442,3 +458,67 @@ async def test_repeated_bad_tokens_lock_the_address_out(gateway: Gateway) -> Non
             pass
     assert refused.value.response.status_code == 429
     assert int(refused.value.response.headers["Retry-After"]) > 200
+
+
+def test_stop_frame_parses() -> None:
+    frame = parse_frame('{"type": "stop", "session": "work"}')
+    assert isinstance(frame, StopFrame) and frame.session == "work"
+    for raw in ('{"type": "stop"}', '{"type": "stop", "session": ""}'):
+        with pytest.raises(InputError) as caught:
+            parse_frame(raw)
+        assert caught.value.code == "invalid_input"
+
+
+async def test_long_reply_to_a_client_reading_at_a_normal_pace(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~2,000 tokens streamed as fast as the model double can, to a client that takes a
+    moment over every frame: it gets the whole reply and the socket stays open."""
+    monkeypatch.setenv("OPENCLAW_OPENAI_API_KEY", "sk-test")
+    words = " ".join(f"word{n}" for n in range(2000))
+    async with OpenAIDouble() as double:
+        double.script(Reply(text=words))
+        agent = {"provider": "openai", "base_url": double.base_url}
+        async with (
+            run_gateway(tmp_path, agent=agent) as gw,
+            connect(gw.ws, additional_headers=AUTH) as ws,
+        ):
+            await ws.send(json.dumps({"type": "chat", "id": "long", "text": "talk a lot"}))
+            text, frames_seen = "", 0
+            while True:
+                frame = await recv(ws)
+                frames_seen += 1
+                await asyncio.sleep(0.002)  # a client busy rendering each frame
+                if frame["type"] == "delta":
+                    text += frame["text"]
+                elif frame["type"] == "reply":
+                    break
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await recv(ws) == {"type": "pong"}
+    assert text == words == frame["reply"]["content"]
+    assert frames_seen > 2
+
+
+async def test_server_pings_and_closes_a_peer_that_never_answers(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    import aiohttp
+
+    async with (
+        run_gateway(tmp_path, ping=(0.05, 0.2)) as gw,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(gw.ws, headers=AUTH, autoping=False) as ws,
+    ):
+        kinds = []
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            kinds.append(msg.type)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+    assert kinds[0] is aiohttp.WSMsgType.PING  # unanswered: the server gives up on us
+    assert kinds[-1] is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 1011
+
+
+def test_the_gateway_pings_websockets() -> None:
+    assert 0 < WS_PING_INTERVAL_S <= 30 and 0 < WS_PING_TIMEOUT_S <= 30
