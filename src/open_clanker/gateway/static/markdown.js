@@ -132,7 +132,7 @@
   }
 
   async function copyText(pre, button) {
-    const text = pre.textContent;
+    const text = pre.textContent.replace(/\n$/, ""); // the fence's own line end
     let done = false;
     try {
       await navigator.clipboard.writeText(text);
