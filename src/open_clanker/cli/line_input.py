@@ -35,8 +35,11 @@ class LineInput:
         if self._readline is None or history_path is None:
             return
         self._readline.set_history_length(HISTORY_LENGTH)
-        with contextlib.suppress(OSError):
+        try:
+            _create_private(history_path)  # also narrows a file left readable by others
             self._readline.read_history_file(history_path)
+        except OSError:
+            self._path = None  # a read-only data dir: history for this session only
 
     @property
     def editing(self) -> bool:
@@ -62,11 +65,10 @@ class LineInput:
         if self._path is None:
             return
         try:
-            _create_private(self._path)
             # Appends the newest entry and truncates the file to the history length.
             rl.append_history_file(1, self._path)
         except OSError:
-            self._path = None  # a read-only data dir: history for this session only
+            self._path = None
 
 
 def _create_private(path: Path) -> None:
