@@ -109,7 +109,7 @@ class Runtime:
                 lock.release()
             raise
         log.info("provider_chosen", provider=choice.name, model=choice.model, reason=choice.reason)
-        channels = Channels(build_channels(config))
+        channels = Channels(build_channels(config, store))
         log.info("bus_ready", kind="redis" if config.bus.url.startswith("redis") else "memory")
         heartbeat = Heartbeat(store.claims, replica)
 

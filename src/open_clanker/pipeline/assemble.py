@@ -23,6 +23,7 @@ from open_clanker.pipeline.stages import (
     StatusFacts,
     StoreInbound,
 )
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.store import Store
 
 
@@ -32,6 +33,8 @@ def static_allow_entries(config: Config) -> list[str]:
         entries += [f"telegram:{c}" for c in config.channels.telegram.allowed_chats]
     if config.channels.discord is not None:
         entries += [f"discord:{c}" for c in config.channels.discord.allowed_channels]
+    if config.channels.slack is not None:
+        entries += [f"slack:{c}" for c in config.channels.slack.allowed_channels]
     return entries
 
 
@@ -50,6 +53,7 @@ def build_pipeline(
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
+    stopper = Stopper(bot_username)
     # Before storage: every message, as it arrives.
     intake: list[Stage] = [
         Dedupe(store),
@@ -75,8 +79,11 @@ def build_pipeline(
             config.agent.system_prompt,
             config.agent.max_tokens,
             config.agent.stream,
+            stopper,
             windows,
         ),
     ]
     replica = replica or Replica(new_replica_id(), config.limits.lease_s, contested=False)
-    return Pipeline(intake, turn, store, bus, channels, replica, PairingDesk(store.access))
+    return Pipeline(
+        intake, turn, store, bus, channels, replica, PairingDesk(store.access), stopper=stopper
+    )

@@ -36,7 +36,9 @@ from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.commands import (
     HELP_TEXT,
     NEW_TEXT,
+    NOTHING_TO_STOP_TEXT,
     START_TEXT,
+    STOPPED_TEXT,
     Command,
     parse_command,
 )
@@ -51,6 +53,7 @@ from open_clanker.pipeline.history import (
 )
 from open_clanker.pipeline.overflow import OVERFLOW_TEXT, ask_within_context
 from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.stopping import STOPPED, Stopper
 from open_clanker.storage.messages import Status
 from open_clanker.storage.reply_usage import ReplyUsage
 from open_clanker.storage.store import Store
@@ -247,6 +250,8 @@ class SessionStage:
             )
         if command is Command.START:
             return START_TEXT
+        if command is Command.STOP:  # the stop itself ran before the session lock (stopping.py)
+            return STOPPED_TEXT if turn.stopped else NOTHING_TO_STOP_TEXT
         return HELP_TEXT
 
 
@@ -260,6 +265,7 @@ class ModelCall:
         system_prompt: str,
         max_tokens: int,
         stream: bool,
+        stopper: Stopper | None = None,
         windows: ContextWindows | None = None,
     ) -> None:
         self._chain = chain
@@ -267,6 +273,7 @@ class ModelCall:
         self._system_prompt = system_prompt
         self._max_tokens = max_tokens
         self._stream = stream
+        self._stopper = stopper or Stopper()
         self._windows = windows or ContextWindows()
 
     async def __call__(self, turn: Turn) -> None:
@@ -279,7 +286,7 @@ class ModelCall:
         sink = drafts if drafts is not None else turn.sink if self._stream else None
         typing = self._start_typing(turn)
 
-        async def ask(sent: list[Message]) -> AgentResponse:
+        async def ask(sent: list[Message], sink: ReplySink | None) -> AgentResponse:
             turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in sent[:-1]]
             request = ProviderRequest(
                 system_prompt=self._system_prompt,
@@ -291,10 +298,15 @@ class ModelCall:
         def sent(tokens: int) -> None:
             turn.sent_tokens = tokens
 
-        try:
-            response = await ask_within_context(
-                history, self._system_prompt, ask, self._windows, sent
+        async def call(sink: ReplySink | None) -> AgentResponse:
+            # After a "context too long", once more with less history (overflow.py).
+            return await ask_within_context(
+                history, self._system_prompt, lambda h: ask(h, sink), self._windows, sent
             )
+
+        try:
+            # /stop ends the call early and keeps what was streamed (stopping.py).
+            response = await self._stopper.run(turn.message.session, call, sink, self._stopped)
         except ProviderError as exc:
             log.warning(
                 "provider_failed", provider=exc.provider, status=exc.status_code, error=exc.message
@@ -315,6 +327,12 @@ class ModelCall:
                 turn.draft_id = drafts.message_id  # the reply's first part edits the draft
         latency = (time.perf_counter() - started) * 1000
         turn.response = response.model_copy(update={"latency_ms": round(latency, 3)})
+
+    def _stopped(self, text: str) -> AgentResponse:
+        primary = self._chain.primary
+        return AgentResponse(
+            content=text, model=primary.model, provider=primary.name, finish_reason=STOPPED
+        )
 
     async def _resolve_attachments(self, turn: Turn, chat_turn: ChatTurn) -> ChatTurn:
         """Images of the newest message, fetched from the platform so the model can see them.

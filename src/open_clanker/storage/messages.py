@@ -119,21 +119,17 @@ def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any
 
 
 def exchanges_in_order(rows: Sequence[Any]) -> list[Any]:
-    """Rows newest first -> oldest first, each question just before its reply, exchanges in
-    the order their replies were written (the order turns ran). By plain `seq` a question
-    accepted while an earlier turn ran would sit before that turn's reply (user, user,
-    assistant, assistant); a reply whose question fell outside the window is left out."""
+    """Rows newest first -> oldest first, each reply right after the message it answers. By
+    plain `seq` a message accepted while an earlier turn ran would sit before that turn's
+    reply (user, user, assistant, assistant); a reply whose question fell outside the window
+    is left out. The same order as `session_messages` gives."""
     by_id = {r.id: r for r in rows}
     ordered: list[tuple[int, int, Any]] = []
-    answered: set[str] = set()
     for r in rows:
-        if r.answers_id is not None:
-            question = by_id.get(r.answers_id)
-            if question is None:
-                continue
-            answered.add(question.id)
-            ordered += [(r.seq, 0, question), (r.seq, 1, r)]
-    ordered += [(r.seq, 0, r) for r in rows if r.answers_id is None and r.id not in answered]
+        if r.answers_id is None:
+            ordered.append((r.seq, 0, r))
+        elif (question := by_id.get(r.answers_id)) is not None:
+            ordered.append((question.seq, r.seq, r))
     ordered.sort(key=lambda item: (item[0], item[1]))
     return [row for _key, _part, row in ordered]
 
@@ -352,13 +348,23 @@ class MessageStore:
         ).scalar()
         if generation is None:
             return None
-        stmt = sa.select(messages).where(
-            messages.c.session_key == key, messages.c.generation == generation
+        # Exchange order: a reply sorts right after the message it answers.
+        question = messages.alias("question")
+        place = sa.func.coalesce(question.c.seq, messages.c.seq)
+        stmt = (
+            sa.select(messages)
+            .select_from(messages.outerjoin(question, question.c.id == messages.c.answers_id))
+            .where(messages.c.session_key == key, messages.c.generation == generation)
         )
         if before:
-            seq = sa.select(messages.c.seq).where(messages.c.id == before).scalar_subquery()
-            stmt = stmt.where(messages.c.seq < seq)
-        rows = conn.execute(stmt.order_by(messages.c.seq.desc()).limit(limit)).all()
+            anchor = conn.execute(
+                sa.select(place, messages.c.seq)
+                .select_from(messages.outerjoin(question, question.c.id == messages.c.answers_id))
+                .where(messages.c.id == before)
+            ).first()
+            if anchor is not None:
+                stmt = stmt.where(sa.tuple_(place, messages.c.seq) < sa.tuple_(*anchor))
+        rows = conn.execute(stmt.order_by(place.desc(), messages.c.seq.desc()).limit(limit)).all()
         return [message_from_row(r) for r in reversed(rows)]
 
     async def list_sessions(self, limit: int) -> list[SessionInfo]:

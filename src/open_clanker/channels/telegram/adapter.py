@@ -57,6 +57,7 @@ COMMANDS = (
     BotCommand("help", "What I can do"),
     BotCommand("new", "Start a fresh conversation"),
     BotCommand("reset", "Start a fresh conversation"),
+    BotCommand("stop", "Stop the answer being written"),
     BotCommand("status", "Model and conversation state"),
     BotCommand("start", "Say hello"),
 )
@@ -171,6 +172,7 @@ class TelegramChannel:
         self._failing = False
         self._receiving = True  # False once shutdown has begun: never receives again
         self._task: asyncio.Task[None] | None = None
+        self._standing_by = False  # `_task` only retries the connection (a standby replica)
 
     # -- one receiver across replicas (pipeline/receiver_lease.py) ----------------------------
 
@@ -317,8 +319,10 @@ class TelegramChannel:
 
     async def start_receiving(self) -> None:
         """Poll (or watch the webhook); this replica holds the connection's lease."""
-        if not self._receiving or self._task is not None:
+        if not self._receiving or (self._task is not None and not self._standing_by):
             return  # shutting down, or already running
+        await cancel_and_wait(self._task)
+        self._standing_by = False
         self.health.receiving = True
         self._task = asyncio.create_task(self._run(), name="telegram")
 
@@ -333,6 +337,20 @@ class TelegramChannel:
         self.health.receiving = False
         if self.health.state is ChannelState.CONNECTED:
             self.health.detail = "standby: another replica receives this bot's updates"
+        if not self._ready and self._receiving:
+            # The first connection failed: keep trying, so sending works and health is true.
+            self._standing_by = True
+            self._task = asyncio.create_task(self._reconnect_standby(), name="telegram-standby")
+
+    async def _reconnect_standby(self) -> None:
+        delay = self._timing.backoff_min_s
+        while not self._ready:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._timing.backoff_max_s)
+            try:
+                await self._setup()
+            except TelegramError as exc:
+                self._failed("telegram_setup_failed", exc, delay)
 
     async def stop_receiving(self) -> None:
         """Shutdown: no new updates. Polling: the poll loop ends (updates it has not confirmed
