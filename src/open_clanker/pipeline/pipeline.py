@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from open_clanker.channels.base import Channels
+from open_clanker.core.client_context import client_from_json
 from open_clanker.core.types import ChannelType, Inbound
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.context import Ending, ReplySink, Turn
@@ -203,7 +204,11 @@ class Pipeline:
                 log.warning("pending_expired", message_id=msg.id, age_s=round(age))
                 expired += 1
                 continue
-            pushed = msg.channel_type not in (ChannelType.API, ChannelType.WEBCHAT)
+            pushed = msg.channel_type not in (
+                ChannelType.API,
+                ChannelType.OPENAI,
+                ChannelType.WEBCHAT,
+            )
             if pushed and self._channels.get(msg.channel_type) is None:
                 log.warning("pending_channel_disabled", message_id=msg.id)
                 continue
@@ -215,6 +220,7 @@ class Pipeline:
                 reply_target=ctx.get("reply_target"),
                 thread_id=ctx.get("thread_id"),
                 request_id=str(ctx.get("request_id") or msg.id),
+                client=client_from_json(ctx.get("client")),
             )
             log.info("pending_resumed", message_id=msg.id, age_s=round(age))
             await self.handle(inbound, recovered=True)

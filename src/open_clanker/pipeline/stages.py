@@ -23,6 +23,7 @@ from open_clanker.channels.base import (
     SupportsDrafts,
     SupportsTyping,
 )
+from open_clanker.core.client_context import Sampling, capped_max_tokens, model_turns
 from open_clanker.core.errors import MessageTooLongError, ProviderError, RateLimitError
 from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
@@ -133,10 +134,10 @@ class Limits:
             )
             turn.end(Ending.REFUSED, error=error, notice=error.message)
             return
-        # The API's rate limit counts per session; chat platforms count per sender.
+        # The APIs' rate limit counts per session; chat platforms count per sender.
         key = (
             f"session:{msg.session}"
-            if msg.channel_type.value == "api"
+            if msg.channel_type.value in ("api", "openai")
             else (f"{msg.channel_type.value}:{msg.sender}")
         )
         decision = self._limiter.check(key)
@@ -207,6 +208,10 @@ class SessionStage:
         if command is not None:
             turn.end(Ending.COMMAND, notice=await self._answer(command, turn))
             return
+        client = turn.inbound.client
+        if client is not None and client.history is not None:
+            turn.history = [msg]  # a stateless API client sent the whole context itself
+            return
         turn.history = await self._store.messages.history(msg.session, self._history_messages)
         if not any(m.id == msg.id for m in turn.history):
             turn.history.append(msg)  # a restart race: make sure the question itself is there
@@ -249,10 +254,17 @@ class ModelCall:
 
     async def __call__(self, turn: Turn) -> None:
         turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in turn.history]
-        if turns and turns[-1].attachments:
+        client = turn.inbound.client
+        if client is not None:  # an API client's own context, images already read
+            turns = model_turns(client, turns)
+        elif turns and turns[-1].attachments:
             turns[-1] = await self._resolve_attachments(turn, turns[-1])
+        system = client.system_prompt if client else None
         request = ProviderRequest(
-            system_prompt=self._system_prompt, turns=tuple(turns), max_tokens=self._max_tokens
+            system_prompt=self._system_prompt if system is None else system,
+            turns=tuple(turns),
+            max_tokens=capped_max_tokens(client, self._max_tokens),
+            sampling=client.sampling if client else Sampling(),
         )
         started = time.perf_counter()
         drafts = self._draft_sink(turn)

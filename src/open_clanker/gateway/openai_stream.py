@@ -1,0 +1,133 @@
+"""Running one OpenAI-API turn through the pipeline: awaited for a `chat.completion`, or relayed
+as `chat.completion.chunk` lines while the provider streams.
+
+A streamed answer starts only once the first text (or the turn's end) is there, so a refusal
+or a provider failure before any text is still a plain HTTP error the SDKs raise on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from open_clanker.core.errors import ClankerError, ProviderError
+from open_clanker.core.types import Inbound
+from open_clanker.gateway.openai_turns import answer_of
+from open_clanker.gateway.openai_wire import ChunkWriter, completion, completion_id
+from open_clanker.pipeline.context import Turn
+from open_clanker.pipeline.pipeline import Pipeline
+
+log = structlog.get_logger("open_clanker.gateway")
+
+Keep = Callable[[dict[str, Any]], Awaitable[None]]
+Event = tuple[str, str]  # ("delta", text) or ("reset", "")
+
+# Referenced until done: a client that hangs up must not let its turn be collected.
+_RUNNING: set[asyncio.Task[Any]] = set()
+
+REPLACED_TEXT = (
+    "The model's answer changed after a retry, so the streamed text is incomplete; "
+    "ask again, or repeat the request with its Idempotency-Key to get the whole answer."
+)
+
+
+class _QueueSink:
+    def __init__(self, queue: asyncio.Queue[Event]) -> None:
+        self._queue = queue
+
+    async def delta(self, text: str) -> None:
+        await self._queue.put(("delta", text))
+
+    async def reset(self) -> None:
+        await self._queue.put(("reset", ""))
+
+
+class TurnRun:
+    """One turn in its own task; the answer is remembered (`keep`) however the client fares."""
+
+    def __init__(self, pipeline: Pipeline, inbound: Inbound, keep: Keep, stream: bool) -> None:
+        msg = inbound.message
+        self.cid = completion_id(msg.id)
+        self.created = int(msg.timestamp.timestamp())
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        sink = _QueueSink(self.queue) if stream else None
+        self.task = asyncio.create_task(self._run(pipeline, inbound, sink, keep))
+        _RUNNING.add(self.task)
+        self.task.add_done_callback(_RUNNING.discard)
+
+    async def _run(
+        self, pipeline: Pipeline, inbound: Inbound, sink: _QueueSink | None, keep: Keep
+    ) -> Turn:
+        turn = await pipeline.handle(inbound, sink)
+        try:
+            response = answer_of(turn)
+        except ClankerError:
+            return turn
+        await keep(completion(self.cid, self.created, response))
+        return turn
+
+    async def result(self) -> dict[str, Any]:
+        """The `chat.completion` (raises the turn's error). Shielded: a client that hangs up
+        does not cancel a reply that is being stored."""
+        turn = await asyncio.shield(self.task)
+        return completion(self.cid, self.created, answer_of(turn))
+
+    async def next_event(self) -> Event | None:
+        """The next delta or reset, or None once the turn is over and nothing is left."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if self.task.done():
+            return None
+        waiter = asyncio.ensure_future(self.queue.get())
+        try:
+            done, _ = await asyncio.wait({self.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        if waiter in done:
+            return waiter.result()
+        return self.queue.get_nowait() if not self.queue.empty() else None
+
+
+async def start_stream(run: TurnRun, include_usage: bool) -> AsyncIterator[str]:
+    """Waits for the first event; raises the turn's error if it ended before any text. Returns
+    the chunk lines to send."""
+    first = await run.next_event()
+    if first is None:
+        answer_of(run.task.result())  # an error before any text: a plain HTTP error
+    return _chunks(run, first, ChunkWriter(run.cid, run.created, include_usage))
+
+
+async def _chunks(run: TurnRun, first: Event | None, writer: ChunkWriter) -> AsyncIterator[str]:
+    yield writer.role()
+    shown = ""
+    event = first
+    while event is not None:
+        kind, text = event
+        if kind == "reset" and shown:
+            # Text already sent would change: end with an error rather than show it twice.
+            yield writer.error(ProviderError(REPLACED_TEXT, "gateway"))
+            return
+        if kind == "delta" and text:
+            shown += text
+            yield writer.content(text)
+        event = await run.next_event()
+    try:
+        response = answer_of(await asyncio.shield(run.task))
+    except ClankerError as exc:
+        yield writer.error(exc)
+        return
+    except Exception:  # the stream has begun: an error chunk, not a torn connection
+        log.exception("stream_crashed")
+        yield writer.error(ClankerError("Something went wrong inside the gateway."))
+        return
+    if not response.content.startswith(shown):  # never happens without a reset; be sure
+        yield writer.error(ProviderError(REPLACED_TEXT, "gateway"))
+        return
+    if rest := response.content[len(shown) :]:
+        yield writer.content(rest)  # a provider that does not stream: the whole answer at once
+    for line in writer.finish(response):
+        yield line
