@@ -1,11 +1,15 @@
 """Load generator (its own process): POST /api/v1/chat COUNT times with CONCURRENCY in flight.
 
 Run: `.venv/bin/python -m bench.load --url http://127.0.0.1:P --count 3000 --concurrency 1
-[--stream] [--token T] [--warmup 200] [--sessions 50] [--max-seconds 60]`.
+[--stream] [--token T] [--warmup 200] [--sessions 50] [--max-seconds 60] [--api openai]`.
 Request i (warm-up first, then measured) sends `{"text": "bench message i", "session":
-"bench-<i mod sessions>"}`, so the run is deterministic. Streamed answers are read to the end
-and must contain the final `done` event (gateway) or `data: [DONE]` (floor). Prints one JSON
-object: count, errors, elapsed_s, rps, p50/p90/p99/max latency in ms.
+"bench-<i mod sessions>"}`, so the run is deterministic. With `--api openai` it is
+`POST /v1/chat/completions` with `{"model": "open-clanker", "messages": [{"role": "user",
+"content": "bench message i"}]}` and `X-Session-Key: bench-<i mod sessions>` (the same
+sessions, so the same history work; `--api openai-stateless` sends no session header). Streamed
+answers are read to the end and must contain the final `done` event (gateway) or
+`data: [DONE]` (floor, and the OpenAI route). Prints one JSON object: count, errors, elapsed_s,
+rps, p50/p90/p99/max latency in ms.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    url = args.url.rstrip("/") + "/api/v1/chat"
+    openai_api = args.api.startswith("openai")
+    url = args.url.rstrip("/") + ("/v1/chat/completions" if openai_api else "/api/v1/chat")
     headers = {"content-type": "application/json"}
     if args.token:
         headers["authorization"] = f"Bearer {args.token}"
@@ -41,12 +46,22 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 "text": f"bench message {i}",
                 "session": f"bench-{i % args.sessions}",
             }
+            sent_headers = headers
+            if openai_api:
+                body = {
+                    "model": "open-clanker",
+                    "messages": [{"role": "user", "content": f"bench message {i}"}],
+                }
+                if args.stream:
+                    body["stream_options"] = {"include_usage": True}
+                if args.api == "openai":
+                    sent_headers = {**headers, "x-session-key": f"bench-{i % args.sessions}"}
             if args.stream:
                 body["stream"] = True
             data = json.dumps(body).encode()
             started = time.perf_counter()
             try:
-                async with http.post(url, data=data, headers=headers) as r:
+                async with http.post(url, data=data, headers=sent_headers) as r:
                     raw = await r.read()
                     status = r.status
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -97,6 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "errors": errors,
         "concurrency": args.concurrency,
         "stream": args.stream,
+        "api": args.api,
         "elapsed_s": round(elapsed, 3),
         "rps": round(ok / elapsed, 1) if elapsed else 0.0,
         "p50_ms": round(statistics.median(latencies), 3) if ok else None,
@@ -119,6 +135,7 @@ def main() -> None:
         "--offset", type=int, default=0, help="first message number (keeps texts unique)"
     )
     p.add_argument("--stream", action="store_true")
+    p.add_argument("--api", choices=("chat", "openai", "openai-stateless"), default="chat")
     p.add_argument("--max-seconds", type=float, default=60.0)
     args = p.parse_args()
     try:

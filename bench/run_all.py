@@ -215,11 +215,12 @@ def load(
     warmup: int,
     max_s: float,
     offset: int = 0,
+    api: str = "chat",
 ) -> dict[str, Any]:
     cmd = [
         PY, "-m", "bench.load", "--url", base, "--token", TOKEN, "--count", str(count),
         "--concurrency", str(concurrency), "--warmup", str(warmup), "--sessions", str(SESSIONS),
-        "--max-seconds", str(max_s), "--offset", str(offset),
+        "--max-seconds", str(max_s), "--offset", str(offset), "--api", api,
     ]  # fmt: skip
     if stream:
         cmd.append("--stream")
@@ -375,6 +376,53 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
                 r = load(gbase, n, conc, False, 100, cap)
                 res["gateway_info"][name] = r
                 log(f"gateway(info) {name}: {r}")
+    return res
+
+
+# (row, api, concurrency, stream): /v1/chat/completions beside /api/v1/chat, same sessions.
+OPENAI_RUNS = (
+    ("chat_json_seq", "chat", 1, False),
+    ("openai_json_seq", "openai", 1, False),
+    ("chat_sse_seq", "chat", 1, True),
+    ("openai_sse_seq", "openai", 1, True),
+    ("chat_json_c50", "chat", 50, False),
+    ("openai_json_c50", "openai", 50, False),
+)
+
+
+OPENAI_ROUNDS = 3
+
+
+def openai_suite(q: bool) -> dict[str, Any]:
+    """The OpenAI-compatible route against /api/v1/chat on one gateway process, each run three
+    times in alternation (A B A B A B) so drift on a shared machine hits both alike; and both
+    on the floor."""
+    n_seq, n_conc, cap = (300, 600, 6.0) if q else (1500, 3000, 12.0)
+    res: dict[str, Any] = {"floor": {}, "gateway": {name: [] for name, *_ in OPENAI_RUNS}}
+    with model_double() as double:
+        with floor_app(double) as (fbase, fpid):
+            for name, api, conc, stream in OPENAI_RUNS:
+                cpu0 = cpu_s(fpid)
+                n = n_seq if conc == 1 else n_conc
+                r = load(fbase, n, conc, stream, 100, cap, api=api)
+                r["server_cpu_s"] = round(cpu_s(fpid) - cpu0, 2)
+                r["server_msgs"] = 100 + r["sent"]
+                res["floor"][name] = r
+                log(f"floor {name}: {r}")
+        with gateway(double, "warning") as (gbase, gpid):
+            sent = 0
+            for api in ("chat", "openai"):  # both routes' 50 sessions filled to the history cap
+                sent += load(gbase, 400, 50, False, 0, cap, offset=sent, api=api)["sent"]
+            for rnd in range(OPENAI_ROUNDS):
+                for name, api, conc, stream in OPENAI_RUNS:
+                    cpu0 = cpu_s(gpid)
+                    n = n_seq if conc == 1 else n_conc
+                    r = load(gbase, n, conc, stream, 50, cap, offset=sent, api=api)
+                    r["server_cpu_s"] = round(cpu_s(gpid) - cpu0, 2)
+                    r["server_msgs"] = 50 + r["sent"]
+                    sent += r["server_msgs"]
+                    res["gateway"][name].append(r)
+                    log(f"gateway {name} (round {rnd + 1}): {r}")
     return res
 
 
@@ -588,6 +636,10 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
             "target": "≤ 0.25 s: " + verdict(he["median_s"] <= T_HELP_S, f"{he['median_s'] / T_HELP_S:.2f}× the limit"),
         })  # fmt: skip
 
+    oa = res.get("openai")
+    if oa:
+        rows += openai_rows(oa)
+
     md = ["| measure | gateway | floor | result | target |", "| --- | --- | --- | --- | --- |"]
     md += [
         f"| {r['what']} | {r['gateway']} | {r['floor']} | {r['result']} | {r['target']} |"
@@ -612,6 +664,44 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         text += "\n\n| inclusive % | frame |\n| --- | --- |\n"
         text += "\n".join(f"| {p} | `{f}` |" for f, p in prof["inclusive"][:15])
     return text, rows
+
+
+def _cpu_ms(r: dict[str, Any]) -> float:
+    return 1000 * r["server_cpu_s"] / max(1, r["server_msgs"])
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in runs)
+
+
+def openai_rows(oa: dict[str, Any]) -> list[dict[str, str]]:
+    """Each OpenAI-route row against /api/v1/chat measured beside it (median of the rounds).
+    The cost compared is server CPU per message and p50 latency; msg/s is shown, but on a
+    shared machine it measures the neighbours as much as the gateway."""
+    rows = []
+    labels = {"json_seq": "JSON, sequential", "sse_seq": "SSE, sequential",
+              "json_c50": "JSON, 50 in flight"}  # fmt: skip
+    for kind, label in labels.items():
+        o, c = oa["gateway"][f"openai_{kind}"], oa["gateway"][f"chat_{kind}"]
+        fo = oa["floor"][f"openai_{kind}"]
+        o_cpu = statistics.median(_cpu_ms(r) for r in o)
+        c_cpu = statistics.median(_cpu_ms(r) for r in c)
+        o_rps, c_rps = _median(o, "rps"), _median(c, "rps")
+        o50, c50 = _median(o, "p50_ms"), _median(c, "p50_ms")
+        cpu_d = 100 * (o_cpu / c_cpu - 1)
+        p50_d = 100 * (o50 / c50 - 1)
+        rps_d = 100 * (o_rps / c_rps - 1)
+        ok = abs(cpu_d) <= 10 and abs(p50_d) <= 10
+        rows.append({
+            "what": f"/v1/chat/completions {label} (vs /api/v1/chat beside it)",
+            "gateway": f"{o_rps:.0f} msg/s; p50 {o50:.2f} ms, p99 {_median(o, 'p99_ms'):.2f} ms; "
+                       f"CPU {o_cpu:.2f} ms/msg (n={sum(r['ok'] for r in o)})",
+            "floor": f"{fo['rps']:.0f} msg/s; p50 {fo['p50_ms']:.2f} ms; CPU {_cpu_ms(fo):.2f} ms/msg",
+            "result": f"/api/v1/chat: {c_rps:.0f} msg/s, p50 {c50:.2f} ms, CPU {c_cpu:.2f} ms/msg; "
+                      f"OpenAI route {cpu_d:+.1f}% CPU/msg, p50 {p50_d:+.1f}%, {rps_d:+.1f}% msg/s",
+            "target": "same cost within 10 % (CPU/msg, p50): " + verdict(ok, f"{cpu_d:+.1f}% CPU, {p50_d:+.1f}% p50"),
+        })  # fmt: skip
+    return rows
 
 
 def machine() -> dict[str, Any]:
@@ -639,7 +729,9 @@ def main() -> None:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-ws", action="store_true")
     p.add_argument("--ws", type=int, default=10_000, help="WebSockets to hold")
-    p.add_argument("--only", default="", help="comma list: chat,ws,launch,help,provider,footprint")
+    p.add_argument(
+        "--only", default="", help="comma list: chat,openai,ws,launch,help,provider,footprint"
+    )
     p.add_argument("--report", metavar="JSON", help="only rebuild the report from a results file")
     p.add_argument(
         "--whatif",
@@ -670,7 +762,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw_dir = Path(tempfile.mkdtemp(prefix="clanker-prof-"))
     only = set(filter(None, args.only.split(","))) or {
-        "chat", "ws", "launch", "help", "provider", "footprint"
+        "chat", "openai", "ws", "launch", "help", "provider", "footprint"
     }  # fmt: skip
     if args.no_ws:
         only.discard("ws")
@@ -689,6 +781,8 @@ def main() -> None:
         res["profiles"] = {
             f.stem: summarize_profile(f) for f in sorted(raw_dir.glob("*.raw")) if f.stat().st_size
         }
+    if "openai" in only:
+        res["openai"] = openai_suite(args.quick)
     if "ws" in only:
         try:
             res["ws"] = ws_suite(1000 if args.quick else args.ws)

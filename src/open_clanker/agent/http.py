@@ -61,9 +61,8 @@ async def post_json(
     client_timeout: aiohttp.ClientTimeout,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST a JSON body; yields a 2xx response. Errors while the caller reads it are mapped too."""
-    data: str | io.BytesIO = json.dumps(body)  # ASCII: as many bytes as characters
-    if len(data) > LARGE_BODY_BYTES:
-        data = io.BytesIO(data.encode())
+    text = json.dumps(body)  # ASCII: as many bytes as characters
+    data: str | io.BytesIO = io.BytesIO(text.encode()) if len(text) > LARGE_BODY_BYTES else text
     try:
         async with http.post(url, data=data, headers=dict(headers), timeout=client_timeout) as resp:
             if resp.status >= 300:
