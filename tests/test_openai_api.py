@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from open_clanker.config.model import Config
+from tests.doubles import anthropic_double
 from tests.doubles.openai_double import Reply
 from tests.harness import running_gateway
 from tests.openai_kit import CONFIGURED_PROMPT, Rig, rig, roles_and_texts, sdk
@@ -239,3 +240,36 @@ async def test_commands_answer_from_the_gateway(monkeypatch: pytest.MonkeyPatch)
         )
     assert "/new" in (done.choices[0].message.content or "")
     assert r.double.requests == []
+
+
+async def test_an_anthropic_chain_answers_the_openai_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENCLAW_ANTHROPIC_API_KEY", "sk-ant-test")
+    async with anthropic_double.AnthropicDouble() as double:
+        double.script(anthropic_double.Reply(text="Bonjour.", stop_reason="max_tokens"))
+        config = Config.model_validate(
+            {"agent": {"provider": "anthropic", "base_url": double.base_url, "max_retries": 0}}
+        )
+        async with running_gateway(config) as gw, sdk(gw) as client:
+            stream = await client.chat.completions.create(
+                model="open-clanker",
+                messages=[
+                    {"role": "developer", "content": "Speak French."},
+                    {"role": "user", "content": "Hello"},
+                    {"role": "assistant", "content": "Salut."},
+                    {"role": "user", "content": "Again"},
+                ],
+                temperature=1.7,
+                stop="FIN",
+                stream=True,
+            )
+            chunks = [c async for c in stream]
+    body = double.requests[-1].body
+    assert body["system"] == "Speak French."
+    assert [(m["role"], m["content"]) for m in body["messages"]] == [
+        ("user", "Hello"),
+        ("assistant", "Salut."),
+        ("user", "Again"),
+    ]
+    assert (body["temperature"], body["stop_sequences"]) == (1.0, ["FIN"])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Bonjour."
+    assert chunks[-1].choices[0].finish_reason == "length"

@@ -65,6 +65,47 @@ class ChatCompletionRequest(_Lenient):
         return self.stream_options is not None and self.stream_options.include_usage
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(examples=["invalid_request_error"])
+    param: str | None = None
+    code: str = Field(examples=["model_not_found"])
+
+
+class OpenAIErrorBody(BaseModel):
+    error: OpenAIErrorDetail
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    message: CompletionMessage
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """The answer's shape, for the OpenAPI document (the route builds it as plain JSON)."""
+
+    id: str = Field(examples=["chatcmpl-0f3c…"])
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str = Field(examples=[MODEL_ID])
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from open_clanker.core.types import Inbound
 from open_clanker.gateway.auth import require_token
-from open_clanker.gateway.openai_errors import OpenAIRoute, error_body
+from open_clanker.gateway.openai_errors import OpenAIRoute
 from open_clanker.gateway.openai_images import ImageReader
 from open_clanker.gateway.openai_stream import TurnRun, start_stream
 from open_clanker.gateway.openai_turns import (
@@ -25,9 +25,11 @@ from open_clanker.gateway.openai_turns import (
 )
 from open_clanker.gateway.openai_wire import (
     MODEL_ID,
+    ChatCompletion,
     ChatCompletionRequest,
     ModelCard,
     ModelList,
+    OpenAIErrorBody,
     replay,
 )
 from open_clanker.gateway.routes.chat import check_length
@@ -42,15 +44,19 @@ COMPLETIONS_PATH = "/v1/chat/completions"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+_ERRORS = {
+    400: "Invalid request (invalid_request_error): bad JSON or fields, n > 1, tools",
+    401: "Missing or wrong bearer token (invalid_api_key)",
+    404: "Another model than open-clanker (model_not_found)",
+    413: "Text over max_message_chars, or a body too large",
+    429: "Rate limited or locked out (rate_limit_exceeded); see Retry-After",
+    502: "Every model provider failed (provider_error)",
+    503: "Shutting down (not_ready)",
+}
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    example = error_body("A sentence saying what went wrong.", "invalid_request_error", "code")
-    return {
-        s: {
-            "description": "OpenAI's error shape",
-            "content": {"application/json": {"example": example}},
-        }
-        for s in statuses
-    }
+    return {s: {"model": OpenAIErrorBody, "description": _ERRORS[s]} for s in statuses}
 
 
 class CompletionMemo:
@@ -89,8 +95,9 @@ async def models(request: Request) -> ModelList:
     response_model=None,
     responses={
         200: {
+            "model": ChatCompletion,
             "description": "A chat.completion, or chat.completion.chunk lines when stream is true",
-            "content": {"application/json": {}, "text/event-stream": {}},
+            "content": {"text/event-stream": {}},
         },
         **_errors(400, 401, 404, 413, 429, 502, 503),
     },
