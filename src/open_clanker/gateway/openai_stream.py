@@ -46,9 +46,12 @@ class _QueueSink:
 
 
 class TurnRun:
-    """One turn in its own task; the answer is remembered (`keep`) however the client fares."""
+    """One turn in its own task; the answer is remembered (`keep`, for an Idempotency-Key)
+    however the client fares."""
 
-    def __init__(self, pipeline: Pipeline, inbound: Inbound, keep: Keep, stream: bool) -> None:
+    def __init__(
+        self, pipeline: Pipeline, inbound: Inbound, keep: Keep | None, stream: bool
+    ) -> None:
         msg = inbound.message
         self.cid = completion_id(msg.id)
         self.created = int(msg.timestamp.timestamp())
@@ -59,9 +62,11 @@ class TurnRun:
         self.task.add_done_callback(_RUNNING.discard)
 
     async def _run(
-        self, pipeline: Pipeline, inbound: Inbound, sink: _QueueSink | None, keep: Keep
+        self, pipeline: Pipeline, inbound: Inbound, sink: _QueueSink | None, keep: Keep | None
     ) -> Turn:
         turn = await pipeline.handle(inbound, sink)
+        if keep is None:
+            return turn
         try:
             response = answer_of(turn)
         except ClankerError:

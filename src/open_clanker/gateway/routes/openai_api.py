@@ -7,6 +7,7 @@ configured provider chain and system prompt. Refusals come out in OpenAI's error
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -66,6 +67,10 @@ class CompletionMemo:
     def __init__(self, store: Store, key: str | None) -> None:
         self._store = store
         self._key = f"POST {COMPLETIONS_PATH} {key}" if key else None
+
+    @property
+    def keep_if_keyed(self) -> Callable[[dict[str, Any]], Awaitable[None]] | None:
+        return self.keep if self._key is not None else None
 
     async def recall(self) -> dict[str, Any] | None:
         if self._key is None:
@@ -133,7 +138,7 @@ async def _answer(
     runtime: Runtime, inbound: Inbound, memo: CompletionMemo, body: ChatCompletionRequest
 ) -> JSONResponse | StreamingResponse:
     headers = {"X-Session-Key": inbound.message.session}
-    run = TurnRun(runtime.pipeline, inbound, memo.keep, stream=body.stream)
+    run = TurnRun(runtime.pipeline, inbound, memo.keep_if_keyed, stream=body.stream)
     if not body.stream:
         return JSONResponse(await run.result(), headers=headers)
     chunks = await start_stream(run, body.include_usage)
