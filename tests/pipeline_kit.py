@@ -22,6 +22,8 @@ from open_clanker.core.types import (
     session_key,
 )
 from open_clanker.pipeline import MemoryBus, OutboxWorker, Pipeline, build_pipeline
+from open_clanker.pipeline.replica import Heartbeat, Replica, new_replica_id
+from open_clanker.pipeline.sweeper import RecoverySweep
 from open_clanker.storage.outbox import OutboxItem
 from open_clanker.storage.store import Store
 
@@ -94,10 +96,17 @@ class Kit:
     provider: ScriptedProvider
     worker: OutboxWorker
     bus: MemoryBus
+    sweep: RecoverySweep
 
     async def deliver(self) -> None:
         """Run the outbox until nothing is due now."""
         await self.worker.deliver_due()
+
+    async def recover(self) -> tuple[int, int]:
+        """One recovery sweep, then wait for the turns it started."""
+        resumed, expired = await self.sweep.sweep_once()
+        await wait_for(lambda: self.pipeline.in_flight == 0)
+        return resumed, expired
 
 
 async def make_kit(
@@ -110,11 +119,19 @@ async def make_kit(
     provider = provider or ScriptedProvider()
     chain = ProviderChain([provider], max_retries=0, sleep=_no_sleep)
     bus = MemoryBus()
-    worker = OutboxWorker(store, channels)
+    replica = Replica(new_replica_id(), config.limits.lease_s, contested=False)
+    worker = OutboxWorker(store, channels, replica, Heartbeat(store.claims, replica), bus)
     pipeline = build_pipeline(
-        config, store, bus, chain, channels, lambda: None, bot_username=lambda _c: "clanker_bot"
+        config,
+        store,
+        bus,
+        chain,
+        channels,
+        bot_username=lambda _c: "clanker_bot",
+        replica=replica,
     )
-    return Kit(store, pipeline, channel, provider, worker, bus)
+    sweep = RecoverySweep(store, pipeline, ["telegram"], config.limits.recovery_max_age_s)
+    return Kit(store, pipeline, channel, provider, worker, bus, sweep)
 
 
 async def _no_sleep(_s: float) -> None:

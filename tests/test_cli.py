@@ -37,7 +37,8 @@ def test_config_generate_then_validate(tmp_path: Path) -> None:
     result = cli(["config-generate", "--path", "c.toml"], env, tmp_path)
     assert result.returncode == 0
     text = (tmp_path / "c.toml").read_text()
-    assert "SECRET" not in text and "SECRET" not in result.stdout
+    for secret in ("tok-SECRET-999999", "sk-SECRETSECRETSECRET123"):
+        assert secret not in text and secret not in result.stdout
     again = cli(["config-generate", "--path", "c.toml"], env, tmp_path)
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == [

@@ -193,3 +193,30 @@ def test_a_token_file_others_can_read_fails(tmp_path: Path) -> None:
     result = cli(["doctor"], clean_env(data), tmp_path)
     assert result.returncode == 0, result.stdout
     assert lines(result)["token file"].startswith("ok ")
+
+
+async def test_slack_tokens_are_checked_and_a_refused_one_named(tmp_path: Path) -> None:
+    from tests.doubles.slack_double import SlackDouble
+
+    async with SlackDouble() as double:
+        (tmp_path / "config.toml").write_text(
+            f'[channels.slack]\napi_base_url = "{double.api_base_url}"\n'
+        )
+        good = await doctor(
+            tmp_path,
+            OPENCLAW_SLACK_BOT_TOKEN=double.bot_token,
+            OPENCLAW_SLACK_APP_TOKEN=double.app_token,
+        )
+        wrong_app = "xapp-1-A0-0-SECRET-wrong-app-token"
+        bad = await doctor(
+            tmp_path, OPENCLAW_SLACK_BOT_TOKEN=double.bot_token, OPENCLAW_SLACK_APP_TOKEN=wrong_app
+        )
+    found = lines(good)
+    assert found["slack"].startswith("ok   slack:") and "clanker" in found["slack"]
+    assert found["slack app token"].startswith("ok   slack app token:")
+    line = lines(bad)["slack app token"]
+    assert line.startswith("FAIL slack app token:") and "OPENCLAW_SLACK_APP_TOKEN" in line
+    assert bad.returncode == 1
+    for result in (good, bad):
+        output = result.stdout + result.stderr
+        assert double.bot_token not in output and wrong_app not in output

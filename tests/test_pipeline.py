@@ -217,7 +217,7 @@ async def test_restart_answers_pending_and_expires_old(tmp_path: Path) -> None:
     await k.store.close()
 
     k2 = await make_kit(tmp_path, OPEN)
-    resumed, expired = await k2.pipeline.recover()
+    resumed, expired = await k2.recover()
     assert (resumed, expired) == (1, 1)
     await k2.deliver()
     assert k2.channel.texts() == ["reply to: answer me"]

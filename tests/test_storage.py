@@ -44,15 +44,14 @@ async def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
 
 async def test_accept_is_atomic_with_the_platform_id_claim(store: Store) -> None:
     first = msg("hi")
-    assert await store.messages.accept(first, "42:1", {"platform_id": "42:1"})
+    assert (await store.messages.accept(first, "42:1", {"platform_id": "42:1"})).stored
     assert await store.messages.seen(ChannelType.TELEGRAM, "42:1")
     again = msg("hi")
-    assert not await store.messages.accept(again, "42:1", {})
-    assert await store.messages.accept(
-        msg("other", session="telegram:43"), "43:1", {}
-    )  # ids are per chat
-    history = await store.messages.history(SessionKey("telegram:42"), 10)
-    assert [m.id for m in history] == [first.id]
+    assert not (await store.messages.accept(again, "42:1", {})).stored
+    other = await store.messages.accept(msg("other", session="telegram:43"), "43:1", {})
+    assert other.stored  # ids are per chat
+    pending = [p.message.text for p in await store.messages.pending()]
+    assert pending == ["hi", "other"]
 
 
 async def test_history_keeps_roles_order_and_budget(store: Store) -> None:
@@ -68,26 +67,41 @@ async def test_history_keeps_roles_order_and_budget(store: Store) -> None:
     assert pending == []
 
 
+async def exchange(store: Store, question: str, answer: str, session: str = "telegram:42") -> None:
+    q = msg(question, session=session)
+    await store.messages.accept(q, None, {})
+    reply = msg(answer, session=session, role=Role.ASSISTANT)
+    assert await store.messages.store_reply(reply, None, [], answers=q)
+
+
 async def test_reset_starts_a_fresh_generation(store: Store) -> None:
     key = SessionKey("telegram:42")
-    await store.messages.accept(msg("old"), None, {})
+    await exchange(store, "old", "old answer")
     assert await store.messages.reset_session(key)
-    await store.messages.accept(msg("new"), None, {})
-    assert [m.text for m in await store.messages.history(key, 10)] == ["new"]
+    await exchange(store, "new", "new answer")
+    assert [m.text for m in await store.messages.history(key, 10)] == ["new", "new answer"]
     assert not await store.messages.reset_session(SessionKey("telegram:nope"))
     assert await store.messages.session_messages(SessionKey("telegram:nope"), 10) is None
 
 
 async def test_notices_and_commands_stay_out_of_context(store: Store) -> None:
     key = SessionKey("telegram:42")
-    await store.messages.accept(msg("/help"), None, {}, status=Status.COMMAND)
+    command = msg("/help")
+    await store.messages.accept(command, None, {})
     await store.messages.store_reply(
-        msg("help text", role=Role.ASSISTANT), None, [], status=Status.NOTICE
+        msg("help text", role=Role.ASSISTANT),
+        None,
+        [],
+        status=Status.NOTICE,
+        answers=command,
+        answers_status=Status.COMMAND,
     )
-    await store.messages.accept(msg("real question"), None, {})
-    assert [m.text for m in await store.messages.history(key, 10)] == ["real question"]
+    await exchange(store, "real question", "real answer")
+    await store.messages.accept(msg("still pending"), None, {})
+    history = [m.text for m in await store.messages.history(key, 10)]
+    assert history == ["real question", "real answer"]  # pending ones are no exchange yet
     listed = await store.messages.session_messages(key, 10)
-    assert listed is not None and len(listed) == 3  # but they are on record
+    assert listed is not None and len(listed) == 5  # but they are on record
 
 
 async def test_pending_survive_and_carry_context(store: Store) -> None:
@@ -104,16 +118,18 @@ async def test_outbox_heads_are_in_order_per_chat(store: Store) -> None:
     rows = outbox_rows(reply.id, "telegram", "42", ["p1", "p2", "p3"])
     rows += outbox_rows("other", "telegram", "43", ["x1"])
     await store.messages.store_reply(reply, None, rows)
-    heads = await store.outbox.heads()
+    heads, _ = await store.outbox.claim_due("me", ["telegram"])
     assert [(h.channel_id, h.text) for h in heads] == [("42", "p1"), ("43", "x1")]
-    await store.outbox.mark_sent(heads[0].seq)
-    await store.outbox.mark_retry(heads[1].seq, 60, "429")
+    assert await store.outbox.mark_sent(heads[0].seq, "me")
+    assert await store.outbox.mark_retry(heads[1].seq, 60, "429", "me")
     heads = await store.outbox.heads()
     assert [(h.channel_id, h.text) for h in heads] == [("42", "p2"), ("43", "x1")]
     assert heads[1].attempts == 1 and heads[1].next_attempt_at > time.time() + 50
-    await store.outbox.mark_dead(heads[1].seq, "gone")
-    assert [h.text for h in await store.outbox.heads()] == ["p2"]
-    assert await store.outbox.count("pending") == 2
+    due, next_due = await store.outbox.claim_due("me", ["telegram"])
+    assert [h.text for h in due] == ["p2"]  # x1 waits for its retry time
+    assert next_due is not None and next_due > time.time() + 50
+    assert await store.outbox.mark_dead(heads[1].seq, "gone", "me") is False  # not claimed
+    assert await store.outbox.count("pending") == 3
 
 
 async def test_pairing_codes_single_use_and_revocation(store: Store) -> None:
@@ -132,16 +148,20 @@ async def test_pairing_codes_single_use_and_revocation(store: Store) -> None:
     assert await store.access.approve("EXPD2345", now) is None
 
 
-async def test_idempotency_first_answer_wins(store: Store) -> None:
-    await store.idempotency.put("k", '{"a": 1}')
-    await store.idempotency.put("k", '{"a": 2}')
-    assert await store.idempotency.get("k") == '{"a": 1}'
-    assert await store.idempotency.get("missing") is None
+async def test_idempotency_key_is_bound_to_its_first_message(store: Store) -> None:
+    assert await store.idempotency.claim("chat", "k", "h1", "m1") is None  # ours
+    prior = await store.idempotency.claim("chat", "k", "h1", "m2")
+    assert prior is not None and prior.message_id == "m1" and prior.request_hash == "h1"
+    assert await store.idempotency.claim("openai", "k", "h1", "m3") is None  # per route
+    assert await store.idempotency.rebind("chat", "k", "m1", "m4")
+    assert not await store.idempotency.rebind("chat", "k", "m1", "m5")  # someone did first
+    answer = await store.idempotency.answer("m4")
+    assert answer.message is None and answer.status == Status.PENDING
 
 
 async def test_sessions_listed_newest_first(store: Store) -> None:
-    await store.messages.accept(msg("a", session="telegram:1"), None, {})
-    await store.messages.accept(msg("b", session="telegram:2"), None, {})
+    assert (await store.messages.accept(msg("a", session="telegram:1"), None, {})).stored
+    assert (await store.messages.accept(msg("b", session="telegram:2"), None, {})).stored
     sessions = await store.messages.list_sessions(10)
     assert [s.key for s in sessions] == ["telegram:2", "telegram:1"]
     assert sessions[0].message_count == 1

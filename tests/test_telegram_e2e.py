@@ -109,14 +109,14 @@ async def _gateway(
     store = await Store.open(f"sqlite:///{tmp_path}/t.db")
     tg = TelegramChannel(tg_conf, timing=FAST)
     channels = Channels({ChannelType.TELEGRAM: tg})
-    worker = OutboxWorker(store, channels)
+    bus = MemoryBus()
+    worker = OutboxWorker(store, channels, bus=bus)
     pipeline = build_pipeline(
         config,
         store,
-        MemoryBus(),
+        bus,
         ProviderChain([provider], 0),  # type: ignore[list-item]
         channels,
-        worker.wake,
         bot_username=lambda _ch: tg.bot_username,
     )
     worker.start()

@@ -117,6 +117,9 @@ class TelegramDouble:
     hang_get_updates: bool = False  # getUpdates never answers while set
     chat_types: dict[int, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # file_id -> content for getFile
+    # Real Telegram serves one getUpdates per bot: a second poll ends the one waiting with
+    # 409 "terminated by other getUpdates request". Each such ending is counted here.
+    conflicts: int = 0
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -126,6 +129,7 @@ class TelegramDouble:
         self._unhang = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._closing = False
+        self._poll = 0  # the id of the getUpdates call Telegram would answer
         self.base_url = ""
 
     # -- running ----------------------------------------------------------------------------
@@ -267,8 +271,18 @@ class TelegramDouble:
         offset = int(params.get("offset") or 0)
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        self._poll += 1
+        mine = self._poll
+        self._arrived.set()  # wake a poll already waiting: it is terminated below
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         while not self.updates and not self._closing:
+            if self._poll != mine:
+                self.conflicts += 1
+                return _error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only "
+                    "one bot instance is running",
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

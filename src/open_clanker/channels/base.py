@@ -31,6 +31,9 @@ class ChannelHealth:
     state: ChannelState = ChannelState.STARTING
     last_contact: float | None = None
     detail: str = ""
+    # False on a standby replica: another replica holds the connection's lease and receives,
+    # so silence here is expected and not a stall.
+    receiving: bool = True
 
     def contact(self) -> None:
         self.last_contact = time.time()
@@ -48,6 +51,7 @@ class ChannelHealth:
         # A channel that has been silent too long is degraded whatever it last said.
         if (
             state is ChannelState.CONNECTED
+            and self.receiving
             and self.last_contact is not None
             and time.time() - self.last_contact > stall_after_s
         ):
@@ -57,7 +61,12 @@ class ChannelHealth:
             if self.last_contact is not None
             else None
         )
-        return {"state": state.value, "last_contact": last, "detail": detail}
+        return {
+            "state": state.value,
+            "last_contact": last,
+            "detail": detail,
+            "receiving": self.receiving,
+        }
 
 
 @runtime_checkable
@@ -73,7 +82,10 @@ class Channel(Protocol):
 
     async def send(self, item: OutboxItem) -> None: ...
 
-    async def start(self, submit: Submit) -> None: ...
+    async def start(self, submit: Submit, *, receive: bool = True) -> None:
+        """Connect for sending; receive platform events only when `receive` (a channel whose
+        connection is leased starts receiving when its replica takes the lease)."""
+        ...
 
     async def stop_receiving(self) -> None:
         """Stop taking new platform events (shutdown has begun); sending keeps working until

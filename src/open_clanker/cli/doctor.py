@@ -1,5 +1,5 @@
 """`open-clanker doctor`: one line per check (config, data dir, storage, model provider, channel
-tokens) and exit 1 when any fails.
+tokens; Slack's in `doctor_slack.py`) and exit 1 when any fails.
 
 Network checks are one cheap authenticated request each, bounded by `NETWORK_TIMEOUT_S`. No
 secret is ever printed: a refused key names the setting to fix, and every line also goes
@@ -167,6 +167,10 @@ async def network_checks(config: Config, env: Mapping[str, str]) -> list[Check]:
             parts.append(_listed(check_telegram(config.channels.telegram)))
         if config.channels.discord is not None:
             parts.append(_listed(check_discord(config.channels.discord, http)))
+        if config.channels.slack is not None:
+            from open_clanker.cli.doctor_slack import check_slack
+
+            parts.append(check_slack(config.channels.slack, http))
         results = await asyncio.gather(*parts)
     return [check for group in results for check in group]
 

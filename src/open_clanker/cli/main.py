@@ -147,6 +147,9 @@ def _secret_values(config) -> list[str]:  # type: ignore[no-untyped-def]
     tg = config.channels.telegram
     if tg is not None:
         values.append(tg.webhook_secret.get_secret_value())
+    sl = config.channels.slack
+    if sl is not None:
+        values += [s.get_secret_value() for s in (sl.bot_token, sl.app_token, sl.signing_secret)]
     names = [n for names in KEY_ENV_NAMES.values() for n in names]
     names += [config.agent.api_key_env] + [f.api_key_env for f in config.agent.fallbacks]
     values += [os.environ.get(n, "") for n in names if n]
@@ -182,7 +185,7 @@ def status(
 
 @app.command()
 def send(
-    channel: Annotated[str, typer.Option("--channel", help="telegram, discord, …")],
+    channel: Annotated[str, typer.Option("--channel", help="telegram, discord, slack, …")],
     channel_id: Annotated[str, typer.Option("--channel-id", help="The chat to deliver to.")],
     message: Annotated[str, typer.Option("--message", help="The text to deliver.")],
     gateway_url: GatewayOpt = None,

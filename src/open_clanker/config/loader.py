@@ -33,6 +33,9 @@ RENAMED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
 SECRET_ENV_KEYS: dict[str, tuple[str, ...]] = {
     "OPENCLAW_TELEGRAM_BOT_TOKEN": ("channels", "telegram", "bot_token"),
     "OPENCLAW_DISCORD_BOT_TOKEN": ("channels", "discord", "bot_token"),
+    "OPENCLAW_SLACK_BOT_TOKEN": ("channels", "slack", "bot_token"),
+    "OPENCLAW_SLACK_APP_TOKEN": ("channels", "slack", "app_token"),
+    "OPENCLAW_SLACK_SIGNING_SECRET": ("channels", "slack", "signing_secret"),
 }
 
 
@@ -103,6 +106,7 @@ def semantic_problems(config: Config) -> list[str]:
             "channels.discord.bot_token: required when [channels.discord] is present "
             "(or set OPENCLAW_DISCORD_BOT_TOKEN)."
         )
+    problems += slack_problems(config)
     tls = config.server.tls
     if tls is not None and bool(tls.cert_path) != bool(tls.key_path):
         problems.append("server.tls: cert_path and key_path must be set together.")
@@ -117,6 +121,29 @@ def semantic_problems(config: Config) -> list[str]:
         problems.append("storage.url: must start with sqlite:// or postgresql://.")
     if not config.bus.url.startswith(("memory://", "redis://", "rediss://")):
         problems.append("bus.url: must be memory:// or redis://host:port/db.")
+    return problems
+
+
+def slack_problems(config: Config) -> list[str]:
+    sl = config.channels.slack
+    if sl is None:
+        return []
+    problems = []
+    if not sl.bot_token.get_secret_value():
+        problems.append(
+            "channels.slack.bot_token: required when [channels.slack] is present "
+            "(an xoxb-… bot token; or set OPENCLAW_SLACK_BOT_TOKEN)."
+        )
+    if sl.mode == "socket" and not sl.app_token.get_secret_value():
+        problems.append(
+            'channels.slack.app_token: required when mode = "socket" (an xapp-… app-level '
+            'token with connections:write; or set OPENCLAW_SLACK_APP_TOKEN, or use mode = "events").'
+        )
+    if sl.mode == "events" and not sl.signing_secret.get_secret_value():
+        problems.append(
+            'channels.slack.signing_secret: required when mode = "events" (Basic Information -> '
+            "Signing Secret in the app's settings; or set OPENCLAW_SLACK_SIGNING_SECRET)."
+        )
     return problems
 
 
@@ -155,7 +182,8 @@ def _overlay_env(raw: dict[str, Any], env: os._Environ[str] | dict[str, str]) ->
         value = env.get(name, "")
         if not value:
             continue
-        parent = _walk(raw, path[:-1], create=True)
+        # A bot token enables its channel; other secrets only fill a section that exists.
+        parent = _walk(raw, path[:-1], create=path[-1] == "bot_token")
         if parent is not None and not parent.get(path[-1]):
             parent[path[-1]] = value
             sources[".".join(path)] = name

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from open_clanker.agent.config import AgentConfig
 from open_clanker.channels.discord.config import DiscordConfig
+from open_clanker.channels.slack.config import SlackConfig
 from open_clanker.channels.telegram.config import TelegramConfig
 
 
@@ -68,6 +69,7 @@ class ChannelsConfig(_Section):
     webchat: WebchatConfig = WebchatConfig()
     telegram: TelegramConfig | None = None
     discord: DiscordConfig | None = None
+    slack: SlackConfig | None = None
 
 
 class LoggingConfig(_Section):

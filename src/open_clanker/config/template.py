@@ -7,7 +7,8 @@ TEMPLATE = """\
 # Any key can be overridden from the environment as OPENCLAW_<SECTION>__<KEY>,
 # e.g. OPENCLAW_SERVER__PORT=8080. Secrets belong in the environment, not in this file:
 #   OPENCLAW_ANTHROPIC_API_KEY / ANTHROPIC_API_KEY, OPENCLAW_OPENAI_API_KEY / OPENAI_API_KEY,
-#   OPENCLAW_TELEGRAM_BOT_TOKEN, OPENCLAW_DISCORD_BOT_TOKEN, OPENCLAW_GATEWAY_TOKEN.
+#   OPENCLAW_TELEGRAM_BOT_TOKEN, OPENCLAW_DISCORD_BOT_TOKEN, OPENCLAW_GATEWAY_TOKEN,
+#   OPENCLAW_SLACK_BOT_TOKEN, OPENCLAW_SLACK_APP_TOKEN, OPENCLAW_SLACK_SIGNING_SECRET.
 
 [server]
 host = "127.0.0.1"          # binding anything but loopback requires a token (OPENCLAW_GATEWAY_TOKEN)
@@ -74,6 +75,13 @@ enabled = true              # the page at GET / and the /ws endpoint
 # allowed_channels = []
 # require_mention = true
 # api_base_url = "https://discord.com/api/v10"
+
+# [channels.slack]          # present = enabled; OPENCLAW_SLACK_BOT_TOKEN (xoxb-…) enables it
+# mode = "socket"           # socket: Socket Mode, no public URL, needs OPENCLAW_SLACK_APP_TOKEN (xapp-…)
+                            # events: Slack posts to /slack/events, needs OPENCLAW_SLACK_SIGNING_SECRET
+# allowed_channels = []     # channel ids (C…); DMs follow [access]
+# require_mention = true    # in channels: only when @mentioned, or in a thread the bot answered in
+# api_base_url = "https://slack.com/api"
 
 [logging]
 level = "info"              # debug | info | warning | error (OPENCLAW_LOG overrides)

@@ -37,6 +37,25 @@ class MessageTooLongError(InputError):
     status = 413
 
 
+class IdempotencyKeyReusedError(InputError):
+    code = "idempotency_key_reused"
+
+
+class ConflictError(ClankerError):
+    code = "conflict"
+    status = 409
+
+
+class IdempotencyInProgressError(ConflictError):
+    code = "idempotency_in_progress"
+
+
+class SupersededError(ConflictError):
+    """This replica's claim lapsed mid-turn and another answered the message instead."""
+
+    code = "superseded"
+
+
 class NotFoundError(ClankerError):
     code = "not_found"
     status = 404

@@ -30,6 +30,7 @@ _PATTERNS = [
     # Discord bot token: base64 user id, timestamp, HMAC.
     re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,64}\b"),
     re.compile(r"(#token=)[^\s\"']+"),
+    re.compile(r"\bx(?:ox[abpre]|app)-[A-Za-z0-9-]{10,}"),  # Slack bot, user and app-level tokens
 ]
 
 

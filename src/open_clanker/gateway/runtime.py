@@ -26,6 +26,7 @@ from open_clanker.config.model import Config
 from open_clanker.config.paths import default_storage_url
 from open_clanker.core.errors import NotReadyError
 from open_clanker.core.types import ChannelType
+from open_clanker.gateway.instance_lock import InstanceLock
 from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.metrics import GatewayMetrics
 from open_clanker.gateway.tokens import Tokens
@@ -33,7 +34,11 @@ from open_clanker.pipeline.assemble import build_pipeline
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.outbox_worker import OutboxWorker
 from open_clanker.pipeline.pipeline import Pipeline
+from open_clanker.pipeline.pruner import Pruner
+from open_clanker.pipeline.receiver_lease import ExclusiveReceiver, ReceiverLease, needs_lease
 from open_clanker.pipeline.redis_bus import open_bus
+from open_clanker.pipeline.replica import Heartbeat, Replica, new_replica_id
+from open_clanker.pipeline.sweeper import RecoverySweep
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.gateway")
@@ -62,6 +67,12 @@ class Runtime:
     channels: Channels
     pipeline: Pipeline
     outbox: OutboxWorker
+    replica: Replica
+    heartbeat: Heartbeat
+    sweep: RecoverySweep
+    pruner: Pruner
+    leases: dict[ChannelType, ReceiverLease] = field(default_factory=dict)
+    instance_lock: InstanceLock | None = None
     started_at: float = field(default_factory=time.time)
     shutting_down: bool = False
     webchat_health: ChannelHealth = field(default_factory=ChannelHealth)
@@ -71,27 +82,43 @@ class Runtime:
 
     @classmethod
     async def start(cls, config: Config, tokens: Tokens) -> Runtime:
-        store = await Store.open(config.storage.url or default_storage_url())
-        log.info("storage_ready", backend=store.backend)
+        url = config.storage.url or default_storage_url()
+        lock = InstanceLock.for_storage_url(url)
+        if lock is not None:
+            lock.acquire()
+        try:
+            store = await Store.open(url, config.limits.lease_s)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        replica = Replica(new_replica_id(), config.limits.lease_s, contested=lock is None)
+        log.info("storage_ready", backend=store.backend, replica=replica.id)
         http = make_http_session()
         try:
+            if not replica.contested:
+                # This process owns the database: whatever the previous run held is free, and
+                # its unanswered messages are answered at once.
+                await store.claims.release_everything()
             chain, choice = await build_chain(config.agent, http)
-            bus = await open_bus(config.bus.url)
+            bus = await open_bus(config.bus.url, config.bus.namespace)
         except BaseException:
             await http.close()
             await store.close()
+            if lock is not None:
+                lock.release()
             raise
         log.info("provider_chosen", provider=choice.name, model=choice.model, reason=choice.reason)
-        channels = Channels(build_channels(config))
+        channels = Channels(build_channels(config, store))
         log.info("bus_ready", kind="redis" if config.bus.url.startswith("redis") else "memory")
-        worker = OutboxWorker(store, channels)
+        heartbeat = Heartbeat(store.claims, replica)
 
         def bot_username(channel: str) -> str | None:
             adapter = channels.get(channel)
             return getattr(adapter, "bot_username", None) if adapter else None
 
         pipeline = build_pipeline(
-            config, store, bus, chain, channels, worker.wake, bot_username=bot_username
+            config, store, bus, chain, channels, bot_username=bot_username, replica=replica
         )
         runtime = cls(
             config=config,
@@ -103,15 +130,32 @@ class Runtime:
             choice=choice,
             channels=channels,
             pipeline=pipeline,
-            outbox=worker,
+            outbox=OutboxWorker(store, channels, replica, heartbeat, bus),
+            replica=replica,
+            heartbeat=heartbeat,
+            sweep=RecoverySweep(
+                store,
+                pipeline,
+                [c.type.value for c in channels],
+                config.limits.recovery_max_age_s,
+            ),
+            pruner=Pruner(store),
+            instance_lock=lock,
         )
         pipeline.observe = runtime.metrics.observe
         if config.channels.webchat.enabled:
             runtime.webchat_health.contact()
-        worker.start()
+        heartbeat.start()
+        runtime.outbox.start()
         for channel in channels:
+            if needs_lease(channel):
+                assert isinstance(channel, ExclusiveReceiver)
+                runtime.leases[channel.type] = ReceiverLease(
+                    channel, store.claims, replica, heartbeat
+                )
             runtime._spawn(runtime._start_channel(channel))
-        runtime._spawn(runtime._recover())
+        runtime.sweep.start()
+        runtime.pruner.start()
         return runtime
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
@@ -120,23 +164,26 @@ class Runtime:
         task.add_done_callback(self._background.discard)
 
     async def _start_channel(self, channel: Channel) -> None:
+        lease = self.leases.get(channel.type)
         try:
-            await channel.start(self.pipeline.submit)
+            # A leased connection starts receiving when this replica takes its lease.
+            await channel.start(self.pipeline.submit, receive=lease is None)
         except Exception as exc:  # a channel that cannot start must not take the gateway down
             channel.health.degrade(f"failed to start: {exc}")
             log.error("channel_start_failed", channel=channel.type.value, error=str(exc))
-
-    async def _recover(self) -> None:
-        resumed, expired = await self.pipeline.recover()
-        if resumed or expired:
-            log.info("recovery_done", resumed=resumed, expired=expired)
+        if lease is not None and not self.shutting_down:
+            lease.start()
 
     def channel_health(self) -> dict[str, dict[str, object]]:
         out: dict[str, dict[str, object]] = {}
         if self.config.channels.webchat.enabled:
             out[ChannelType.WEBCHAT.value] = self.webchat_health.as_json(stall_after_s=float("inf"))
         for channel in self.channels:
-            out[channel.type.value] = channel.health.as_json()
+            health = channel.health.as_json()
+            lease = self.leases.get(channel.type)
+            # Which replica receives this platform connection (SPEC §9); null: none yet.
+            health["receiver"] = self.replica.id if lease is None else lease.holder
+            out[channel.type.value] = health
         return out
 
     def status(self) -> dict[str, object]:
@@ -151,6 +198,7 @@ class Runtime:
             },
             "channels": self.channel_health(),
             "storage": {"backend": self.store.backend},
+            "replica": self.replica.id,
             "in_flight": self.pipeline.in_flight,
         }
 
@@ -169,6 +217,9 @@ class Runtime:
             return
         self.shutting_down = True
         self.pipeline.accepting = False
+        for lease in self.leases.values():
+            await lease.stop()  # no more taking or handing over receivers: we are leaving
+        await self.sweep.stop()
         for channel in self.channels:
             # A channel without stop_receiving (an adapter written before it existed) keeps
             # receiving until stop(); what it submits meanwhile is still processed.
@@ -200,9 +251,12 @@ class Runtime:
         HTTP client and storage."""
         await self.begin_shutdown()
         drained = self.pipeline.in_flight == 0 or await self.drain(drain_timeout_s)
-        for task in list(self._background):  # channel starts, recovery
+        for task in list(self._background):  # channel starts
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        # Turns still running or waiting stay pending in storage.
+        await self.pipeline.cancel_waiting()
+        await self.pruner.stop()
         try:
             flushed = await self.outbox.flush_and_stop(flush_timeout_s)
         except Exception as exc:  # the worker died earlier; its rows wait in storage
@@ -215,9 +269,17 @@ class Runtime:
             except Exception as exc:  # keep closing the rest
                 log.warning("channel_stop_failed", channel=channel.type.value, error=str(exc))
             channel.health.state = ChannelState.STOPPED
+        await self.heartbeat.stop()
+        try:
+            # Hand what we still hold to the other replicas now, not after `lease_s`.
+            await self.store.claims.release_owner(self.replica.id)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("claims_release_failed", error=type(exc).__name__)
         await self.bus.close()
         await self.http.close()
         await self.store.close()
+        if self.instance_lock is not None:
+            self.instance_lock.release()
         log.info("gateway_stopped", drained=drained, flushed=flushed, outbox_pending=pending)
 
     async def _pending_outbox(self) -> int | None:

@@ -90,20 +90,13 @@ class PairingDesk:
     async def code_for(self, channel: ChannelType, sender: str, chat_id: str) -> str | None:
         """The code to send this stranger now, or None (already told recently, or full)."""
         now = self._clock()
-        pending = await self._store.pending_codes(now, channel.value)
-        mine = next((c for c in pending if c.sender == sender), None)
-        if mine is not None:
-            if now - mine.last_sent_at < RESEND_AFTER_S:
-                return None
-            await self._store.touch_code(mine.code, now)
-            return mine.code
-        if len(pending) >= MAX_PENDING_PER_CHANNEL:
-            return None
-        code = new_code()
-        await self._store.create_code(
-            PairingCode(code, channel.value, sender, chat_id, now, now + CODE_TTL_S, now)
+        wanted = PairingCode("", channel.value, sender, chat_id, now, now + CODE_TTL_S, now)
+        return await self._store.issue_code(
+            wanted,
+            max_pending=MAX_PENDING_PER_CHANNEL,
+            resend_after_s=RESEND_AFTER_S,
+            new_code=new_code,
         )
-        return code
 
     async def approve(self, code: str) -> PairingCode | None:
         return await self._store.approve(normalize_code(code), self._clock())

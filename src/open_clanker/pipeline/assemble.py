@@ -11,6 +11,7 @@ from open_clanker.pipeline.access import PairingDesk, StaticAllowList
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.pipeline import Pipeline
 from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.replica import Replica, new_replica_id
 from open_clanker.pipeline.stages import (
     AccessCheck,
     Dedupe,
@@ -30,6 +31,8 @@ def static_allow_entries(config: Config) -> list[str]:
         entries += [f"telegram:{c}" for c in config.channels.telegram.allowed_chats]
     if config.channels.discord is not None:
         entries += [f"discord:{c}" for c in config.channels.discord.allowed_channels]
+    if config.channels.slack is not None:
+        entries += [f"slack:{c}" for c in config.channels.slack.allowed_channels]
     return entries
 
 
@@ -39,22 +42,24 @@ def build_pipeline(
     bus: EventBus,
     chain: ProviderChain,
     channels: Channels,
-    wake_outbox: Callable[[], None],
     bot_username: Callable[[str], str | None] = lambda _channel: None,
+    replica: Replica | None = None,
 ) -> Pipeline:
+    """`replica`: this process's identity for claims; by default one that nobody contests
+    (a single process on SQLite)."""
+
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
-    stages: list[Stage] = [
+    # Before storage: every message, as it arrives.
+    intake: list[Stage] = [
         Dedupe(store),
-        AccessCheck(
-            config.access.dm_policy,
-            StaticAllowList(static_allow_entries(config)),
-            store,
-            PairingDesk(store.access),
-        ),
+        AccessCheck(config.access.dm_policy, StaticAllowList(static_allow_entries(config)), store),
         Limits(RateLimiter(config.limits.messages_per_minute), config.server.max_message_chars),
-        StoreInbound(store, bus, bot_username),
+        StoreInbound(store, bus),
+    ]
+    # The session's turn: one at a time per session, in the order messages were stored.
+    turn: list[Stage] = [
         SessionStage(store, config.agent.history_messages, status, bot_username),
         ModelCall(
             chain,
@@ -64,4 +69,5 @@ def build_pipeline(
             config.agent.stream,
         ),
     ]
-    return Pipeline(stages, store, bus, channels, wake_outbox, config.limits.recovery_max_age_s)
+    replica = replica or Replica(new_replica_id(), config.limits.lease_s, contested=False)
+    return Pipeline(intake, turn, store, bus, channels, replica, PairingDesk(store.access))

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from open_clanker.core.client_context import client_to_json
 from open_clanker.core.errors import ClankerError
 from open_clanker.core.types import AgentResponse, Inbound, Message
+from open_clanker.storage.claims import Claim
 
 
 class ReplySink(Protocol):
@@ -28,6 +29,7 @@ class Ending(enum.StrEnum):
     ANSWERED = "answered"
     FAILED = "failed"  # every provider failed; the user got a short error reply
     EXPIRED = "expired"  # pending too long before a restart
+    SUPERSEDED = "superseded"  # this replica's claim lapsed; another replica answered instead
 
 
 @dataclass
@@ -42,6 +44,9 @@ class Turn:
     reply: Message | None = None
     notice: str | None = None  # a short reply that is not a model answer (refusals, codes)
     draft_id: str | None = None  # platform message showing the streamed draft, if any
+    claim: Claim | None = None  # this replica's claim on the message and its session's turn
+    seq: int = 0  # the stored message's place in storage: turns of a session run in this order
+    has_turn: bool = False  # the session's turn is held (taken when the message was stored)
 
     @property
     def message(self) -> Message:

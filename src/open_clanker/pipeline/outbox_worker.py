@@ -1,8 +1,11 @@
 """Delivers queued reply parts through their channels, in order per chat, retrying failures.
 
-It sleeps on an event until new work arrives or the next retry is due; it never polls. At
-shutdown it makes one last pass over what is due (`flush_and_stop`); anything it cannot deliver
-in time stays in storage and goes out after the next start.
+Each part is claimed in storage before it is sent and settled only by its claimant, so with
+several replicas a part goes out once (SPEC §9); a worker takes only channels this replica
+runs. It sleeps until an `outbox` notice (from any replica, through the bus) or the next retry
+is due; with other replicas around it also looks again every few seconds, since a notice can
+be lost. At shutdown it makes one last pass over what is due (`flush_and_stop`); anything it
+cannot deliver in time stays in storage for another replica or the next start.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from open_clanker.channels.base import Channels
 from open_clanker.core.errors import ChannelError
 from open_clanker.core.tasks import cancel_and_wait
+from open_clanker.pipeline.bus import EventBus
+from open_clanker.pipeline.replica import Heartbeat, Replica, new_replica_id
 from open_clanker.storage.outbox import OutboxItem
 from open_clanker.storage.store import Store
 
@@ -25,8 +30,11 @@ log = structlog.get_logger("open_clanker.outbox")
 
 MAX_ATTEMPTS = 12
 MAX_DELAY_S = 300.0
-CHANNEL_MISSING_DELAY_S = 30.0
 STORAGE_RETRY_S = 2.0
+# With other replicas, how long a worker sleeps at most: a lost notice, or a part whose claim
+# lapsed on a replica that died, waits no longer than this.
+CONTESTED_RECHECK_S = 3.0
+OUTBOX = "outbox"
 
 
 def retry_delay(attempts: int, retry_after: float | None) -> float:
@@ -36,12 +44,29 @@ def retry_delay(attempts: int, retry_after: float | None) -> float:
 
 
 class OutboxWorker:
-    def __init__(self, store: Store, channels: Channels) -> None:
+    def __init__(
+        self,
+        store: Store,
+        channels: Channels,
+        replica: Replica | None = None,
+        heartbeat: Heartbeat | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        """Without `replica`: this process alone delivers (nobody contests its claims)."""
         self._store = store
         self._channels = channels
+        self._replica = replica or Replica(new_replica_id(), store.claims.lease_s, False)
+        self._heartbeat = heartbeat or Heartbeat(store.claims, self._replica)
+        self._names = [c.type.value for c in channels]
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        if bus is not None:
+            bus.on_notice(self._on_notice)
+
+    def _on_notice(self, kind: str, channel: str) -> None:
+        if kind == OUTBOX and channel in self._names:
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -87,17 +112,20 @@ class OutboxWorker:
             if final:
                 return
             timeout = None if next_due is None else max(next_due - time.time(), 0.05)
+            if self._replica.contested:
+                timeout = min(timeout or CONTESTED_RECHECK_S, CONTESTED_RECHECK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def deliver_due(self) -> float | None:
-        """Deliver every chat's due head part; returns when the next not-yet-due one is."""
+        """Deliver every chat's due head part (claiming each first); returns when the next
+        not-yet-due one is."""
         while True:
-            heads = await self._store.outbox.heads()
-            now = time.time()
-            due = [h for h in heads if h.next_attempt_at <= now]
+            if not self._heartbeat.claims_valid():
+                return time.time() + STORAGE_RETRY_S  # claims may have moved: send nothing
+            due, next_due = await self._store.outbox.claim_due(self._replica.id, self._names)
             if not due:
-                return min((h.next_attempt_at for h in heads), default=None)
+                return next_due
             await asyncio.gather(*(self._deliver(item) for item in due))
 
     async def _deliver(self, item: OutboxItem) -> None:
@@ -110,10 +138,10 @@ class OutboxWorker:
 
     async def _deliver_item(self, item: OutboxItem) -> None:
         channel = self._channels.get(item.channel)
-        if channel is None:
-            await self._store.outbox.mark_retry(
-                item.seq, CHANNEL_MISSING_DELAY_S, f"channel {item.channel} is not running"
-            )
+        owner = self._replica.id
+        if channel is None or not self._heartbeat.claims_valid():
+            # Not ours to send (claims are taken only for running channels), or our claim may
+            # have lapsed while others waited: leave it for the claim to lapse.
             return
         try:
             await channel.send(item)
@@ -124,7 +152,9 @@ class OutboxWorker:
             log.exception("delivery_crashed", seq=item.seq)
             await self._failed(item, ChannelError(repr(exc), item.channel))
             return
-        await self._store.outbox.mark_sent(item.seq)
+        if not await self._store.outbox.mark_sent(item.seq, owner):
+            log.warning("delivery_claim_lost", seq=item.seq, chat=item.channel_id)
+            return
         log.info(
             "reply_delivered",
             channel=item.channel,
@@ -135,11 +165,11 @@ class OutboxWorker:
 
     async def _failed(self, item: OutboxItem, exc: ChannelError) -> None:
         if not exc.retryable or item.attempts + 1 >= MAX_ATTEMPTS:
-            await self._store.outbox.mark_dead(item.seq, exc.message)
+            await self._store.outbox.mark_dead(item.seq, exc.message, self._replica.id)
             log.error("delivery_failed", seq=item.seq, chat=item.channel_id, error=exc.message)
             return
         delay = retry_delay(item.attempts, exc.retry_after)
-        await self._store.outbox.mark_retry(item.seq, delay, exc.message)
+        await self._store.outbox.mark_retry(item.seq, delay, exc.message, self._replica.id)
         log.warning(
             "delivery_retry",
             seq=item.seq,

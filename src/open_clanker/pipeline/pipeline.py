@@ -1,18 +1,31 @@
-"""The pipeline: run the stages in order, then store and deliver what the turn produced."""
+"""The pipeline: intake (stored before anything waits), then the session's turn, in order.
+
+Intake — dedupe, access, limits, store — runs as soon as a message arrives and ends with the
+message stored and claimed by this replica. The turn — session commands and history, the
+model call, the reply stored — runs once the message is its session's oldest pending one and
+this replica holds the session (`SessionGate`), across all replicas. The reply's transaction
+also settles the message and ends the turn, fenced by the claim: a turn whose claim lapsed
+while it ran (this replica stalled, another took over) stores nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from open_clanker.channels.base import Channels
-from open_clanker.core.client_context import client_from_json
-from open_clanker.core.types import ChannelType, Inbound
+from open_clanker.core.types import Inbound, SessionKey
+from open_clanker.pipeline.access import PairingDesk, pairing_text
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.context import Ending, ReplySink, Turn
+from open_clanker.pipeline.replica import Replica
+from open_clanker.pipeline.session_gate import SessionGate
 from open_clanker.pipeline.stages import Stage, reply_message
 from open_clanker.storage.messages import Status
 from open_clanker.storage.outbox import outbox_rows
@@ -20,26 +33,30 @@ from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.pipeline")
 
+OUTBOX = "outbox"  # the notice that wakes every replica's outbox worker
+
 
 class Pipeline:
     def __init__(
         self,
-        stages: Sequence[Stage],
+        intake: Sequence[Stage],
+        turn: Sequence[Stage],
         store: Store,
         bus: EventBus,
         channels: Channels,
-        wake_outbox: Callable[[], None],
-        recovery_max_age_s: float,
+        replica: Replica,
+        desk: PairingDesk,
         observe: Callable[[Turn, float], None] = lambda _turn, _seconds: None,
     ) -> None:
-        self.stages = list(stages)
+        self.intake = list(intake)
+        self.turn_stages = list(turn)
         self._store = store
         self._bus = bus
         self._channels = channels
-        self._wake_outbox = wake_outbox
-        self._recovery_max_age_s = recovery_max_age_s
+        self.replica = replica
+        self._desk = desk
+        self._gate = SessionGate(store.claims, bus)
         self.observe = observe  # metrics hook, called once per finished turn
-        self._session_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[Turn]] = set()
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -50,115 +67,167 @@ class Pipeline:
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def handle(
-        self, inbound: Inbound, sink: ReplySink | None = None, *, recovered: bool = False
-    ) -> Turn:
-        """Take one message all the way; returns the finished turn."""
+    # -- the three ways in --------------------------------------------------------------------
+
+    async def handle(self, inbound: Inbound, sink: ReplySink | None = None) -> Turn:
+        """Take one message all the way (HTTP, WebSocket); returns the finished turn."""
         self._enter()
         try:
-            return await self._process(inbound, sink, recovered)
+            turn = Turn(inbound=inbound, sink=sink)
+            with self._bound(inbound):
+                if await self._take_in(turn):
+                    await self._run_turn(turn)
+            return turn
         finally:
             self._leave()
-
-    async def _process(self, inbound: Inbound, sink: ReplySink | None, recovered: bool) -> Turn:
-        turn = Turn(inbound=inbound, sink=sink, recovered=recovered)
-        started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(
-            request_id=inbound.request_id,
-            message_id=inbound.message.id,
-            channel=inbound.message.channel_type.value,
-        ):
-            async with self._session_lock(inbound.message.session):
-                for stage in self.stages:
-                    if recovered and not stage.runs_on_recovery:
-                        continue
-                    await stage(turn)
-                    if turn.ending is not None:
-                        break
-                else:
-                    turn.ending = Ending.ANSWERED
-                await self._finish(turn)
-        self.observe(turn, time.perf_counter() - started)
-        return turn
-
-    def _enter(self) -> None:
-        self._in_flight += 1
-        self._idle.clear()
-
-    def _leave(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self._idle.set()
 
     async def submit(self, inbound: Inbound) -> None:
-        """For push channels: process in the background; returns at once."""
-        self._enter()  # counted from now, so a drain waits for tasks that have not started yet
-        task = asyncio.create_task(self._handle_submitted(inbound))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    async def _handle_submitted(self, inbound: Inbound) -> Turn:
+        """For platform channels: returns once the message is stored (or refused), so the
+        platform's update is confirmed only then; the turn runs in the background. A storage
+        failure propagates: the adapter must not confirm the update."""
+        self._enter()  # counted from now, so a drain waits for turns not started yet
+        started = False
         try:
-            return await self._process(inbound, None, False)
+            turn = Turn(inbound=inbound)
+            with self._bound(inbound):
+                if await self._take_in(turn):
+                    self._spawn(self._turn_task(turn))
+                    started = True
+        finally:
+            if not started:
+                self._leave()
+
+    def resume(self, inbound: Inbound, seq: int) -> None:
+        """Answer a message this replica just claimed from a replica that died (or from the
+        previous run): the turn runs in the background, in its session's order."""
+        self._enter()
+        turn = Turn(
+            inbound=inbound,
+            recovered=True,
+            claim=self.replica.claim(),
+            seq=seq,
+        )
+        self._spawn(self._turn_task(turn))
+
+    # -- intake -------------------------------------------------------------------------------
+
+    async def _take_in(self, turn: Turn) -> bool:
+        """Run intake; True when the message is stored and its turn should run."""
+        turn.claim = self.replica.claim()
+        for stage in self.intake:
+            await stage(turn)
+            if turn.ending is not None:
+                await self._refused(turn)
+                return False
+        return True
+
+    async def _refused(self, turn: Turn) -> None:
+        """Endings before storage. A notice (a refusal, a pairing code) goes out only from
+        the replica that won the platform id's claim, so it is sent once."""
+        ending, pid = turn.ending, turn.inbound.platform_id
+        if ending in (Ending.DUPLICATE, Ending.EXPIRED, Ending.SUPERSEDED):
+            return
+        if pid is not None and not await self._store.messages.mark_processed(
+            turn.message.channel_type, pid
+        ):
+            log.info("duplicate_dropped", platform_id=pid, race=True)
+            turn.end(Ending.DUPLICATE, notice=None)
+            return
+        if ending is Ending.PAIRING:
+            msg = turn.message
+            code = await self._desk.code_for(msg.channel_type, msg.sender, msg.channel_id)
+            log.info("pairing_requested", sender=msg.sender, code_sent=code is not None)
+            turn.notice = pairing_text(code) if code else None
+        if ending in (Ending.PAIRING, Ending.REFUSED) and turn.notice:
+            await self._enqueue_notice(turn, turn.notice)
+
+    # -- the turn -----------------------------------------------------------------------------
+
+    async def _turn_task(self, turn: Turn) -> Turn:
+        try:
+            with self._bound(turn.inbound):
+                await self._run_turn(turn)
+            return turn
         finally:
             self._leave()
 
-    def _task_done(self, task: asyncio.Task[Turn]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("pipeline_crashed", error=repr(task.exception()))
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Stop accepting and wait for in-flight messages (SIGTERM). True if all finished in
-        time; calling it again waits again (returns at once when idle)."""
-        self.accepting = False
-        if self._idle.is_set():
-            return True
+    async def _run_turn(self, turn: Turn) -> None:
+        assert turn.claim is not None
+        key = turn.message.session
+        started = time.perf_counter()
+        if not turn.has_turn:
+            await self._gate.wait_turn(key, turn.claim, turn.seq)
+            turn.has_turn = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+            for stage in self.turn_stages:
+                await stage(turn)
+                if turn.ending is not None:
+                    break
+            else:
+                turn.ending = Ending.ANSWERED
+            await self._finish(turn)
+        except (SQLAlchemyError, OSError, asyncio.CancelledError) as exc:
+            # Storage failed, or shutdown cut the turn short: the message stays pending; the
+            # sweep (here or on another replica) answers it.
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("turn_storage_failed")
+            await self._let_go(turn, give_back=True)
+            raise
+        except Exception:
+            log.exception("turn_crashed")
+            await self._let_go(turn, give_back=False)
+            raise
+        finally:
+            await self._gate.freed(key)
+        self.observe(turn, time.perf_counter() - started)
 
-    def _session_lock(self, key: str) -> _SessionLock:
-        return _SessionLock(self._session_locks, key)
+    async def _let_go(self, turn: Turn, *, give_back: bool) -> None:
+        """A turn that ended without its reply transaction: free its session for the next
+        turn and (on storage trouble) its message for the sweep. Best effort: if storage is
+        down, both claims simply lapse."""
+        assert turn.claim is not None
+        if not turn.has_turn:
+            return
+        try:
+            await self._store.claims.release_session(turn.message.session, turn.claim)
+            if give_back:
+                await self._store.claims.give_back(turn.message.id, turn.claim.owner)
+            else:
+                await self._store.messages.set_status(turn.message.id, Status.FAILED)
+        except (SQLAlchemyError, OSError):
+            log.warning("turn_release_failed")
 
     async def _finish(self, turn: Turn) -> None:
         ending = turn.ending
-        if ending in (Ending.DUPLICATE, Ending.IGNORED, Ending.EXPIRED):
-            if ending is Ending.IGNORED and turn.inbound.platform_id:
-                await self._store.messages.mark_processed(
-                    turn.message.channel_type, turn.inbound.platform_id
-                )
-            return
-        if ending in (Ending.PAIRING, Ending.REFUSED):
-            # Not part of any conversation: remember the platform id, send the notice.
-            if turn.inbound.platform_id:
-                await self._store.messages.mark_processed(
-                    turn.message.channel_type, turn.inbound.platform_id
-                )
-            if turn.notice:
-                await self._enqueue_notice(turn, turn.notice)
-            return
         if ending is Ending.ANSWERED:
             assert turn.response is not None
             reply = reply_message(turn, turn.response.content)
             status, answered = Status.REPLY, Status.ANSWERED
-        else:  # COMMAND or FAILED: a short gateway answer, kept out of the model's context
+        elif ending is Ending.COMMAND:
+            reply = reply_message(turn, turn.notice or "")
+            status, answered = Status.NOTICE, Status.COMMAND
+        else:  # FAILED: a short gateway answer, kept out of the model's context
             reply = reply_message(turn, turn.notice or "")
             status, answered = Status.NOTICE, Status.FAILED
-        turn.reply = reply
         rows = self._outbox_rows(turn, reply.id, reply.text)
-        await self._store.messages.store_reply(
+        stored = await self._store.messages.store_reply(
             reply,
             turn.response,
             rows,
             status=status,
-            answers=turn.message if ending is not Ending.COMMAND else None,
+            answers=turn.message,
             answers_status=answered,
+            turn=turn.claim,
         )
+        turn.has_turn = False  # ended by that transaction, or lost before it
+        if not stored:
+            # Our claim lapsed mid-turn (a stall) and another replica answered instead.
+            log.warning("reply_dropped_stale", ending=ending.value if ending else None)
+            turn.end(Ending.SUPERSEDED)
+            return
+        turn.reply = reply
         if rows:
-            self._wake_outbox()
+            await self._bus.notify(OUTBOX, turn.message.channel_type.value)
         log.info(
             "reply_stored",
             ending=ending.value if ending else None,
@@ -186,65 +255,67 @@ class Pipeline:
         rows = self._outbox_rows(turn, f"notice-{turn.message.id}", text)
         if rows:
             await self._store.outbox.enqueue(rows)
-            self._wake_outbox()
+            await self._bus.notify(OUTBOX, turn.message.channel_type.value)
 
-    async def recover(self) -> tuple[int, int]:
-        """Answer what was accepted but not answered before a restart. Returns (resumed, expired).
+    # -- sessions, from outside a turn --------------------------------------------------------
 
-        Stops early when shutdown begins: what is left stays pending for the next start."""
-        resumed = expired = 0
-        now = time.time()
-        for pending in await self._store.messages.pending():
-            if not self.accepting:
-                break
-            msg, ctx = pending.message, pending.context
-            age = now - msg.timestamp.timestamp()
-            if age > self._recovery_max_age_s:
-                await self._store.messages.set_status(msg.id, Status.EXPIRED)
-                log.warning("pending_expired", message_id=msg.id, age_s=round(age))
-                expired += 1
-                continue
-            pushed = msg.channel_type not in (
-                ChannelType.API,
-                ChannelType.OPENAI,
-                ChannelType.WEBCHAT,
-            )
-            if pushed and self._channels.get(msg.channel_type) is None:
-                log.warning("pending_channel_disabled", message_id=msg.id)
-                continue
-            inbound = Inbound(
-                message=msg,
-                platform_id=ctx.get("platform_id"),
-                is_direct=bool(ctx.get("is_direct", True)),
-                addressed=bool(ctx.get("addressed", True)),
-                reply_target=ctx.get("reply_target"),
-                thread_id=ctx.get("thread_id"),
-                request_id=str(ctx.get("request_id") or msg.id),
-                client=client_from_json(ctx.get("client")),
-            )
-            log.info("pending_resumed", message_id=msg.id, age_s=round(age))
-            await self.handle(inbound, recovered=True)
-            resumed += 1
-        return resumed, expired
+    async def reset_session(self, key: SessionKey) -> bool:
+        """Start a session afresh between its turns (DELETE /api/v1/sessions/{key}); False if
+        there is no such session."""
+        claim = self.replica.claim()
+        while not await self._store.claims.take_session(key, claim):
+            if not await self._store.messages.session_exists(key):
+                return False
+            await asyncio.sleep(0.2)
+        try:
+            return await self._store.messages.reset_session(key)
+        finally:
+            await self._store.claims.release_session(key, claim)
+            await self._gate.freed(key)
 
+    # -- bookkeeping --------------------------------------------------------------------------
 
-class _SessionLock:
-    """One turn at a time per session, so history and replies never interleave.
-    Locks are reference-counted and dropped when unused (bounded memory)."""
+    def _bound(self, inbound: Inbound) -> contextlib.AbstractContextManager[None]:
+        return structlog.contextvars.bound_contextvars(
+            request_id=inbound.request_id,
+            message_id=inbound.message.id,
+            channel=inbound.message.channel_type.value,
+        )
 
-    def __init__(self, locks: dict[str, tuple[asyncio.Lock, int]], key: str) -> None:
-        self._locks = locks
-        self._key = key
+    def _spawn(self, coro: Coroutine[Any, Any, Turn]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    async def __aenter__(self) -> None:
-        lock, users = self._locks.get(self._key) or (asyncio.Lock(), 0)
-        self._locks[self._key] = (lock, users + 1)
-        await lock.acquire()
+    def _task_done(self, task: asyncio.Task[Turn]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pipeline_crashed", error=repr(task.exception()))
 
-    async def __aexit__(self, *exc: object) -> None:
-        lock, users = self._locks[self._key]
-        lock.release()
-        if users <= 1:
-            del self._locks[self._key]
-        else:
-            self._locks[self._key] = (lock, users - 1)
+    def _enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop accepting and wait for in-flight messages (SIGTERM). True if all finished in
+        time; calling it again waits again (returns at once when idle)."""
+        self.accepting = False
+        if self._idle.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def cancel_waiting(self) -> None:
+        """At the end of a shutdown: stop turns still running or waiting (their messages stay
+        pending in storage, for another replica or the next start)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -30,10 +30,8 @@ from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
 from open_clanker.pipeline.access import (
     Access,
     AccessFacts,
-    PairingDesk,
     StaticAllowList,
     decide_access,
-    pairing_text,
 )
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.commands import (
@@ -58,16 +56,11 @@ PROVIDER_FAILED_TEXT = (
 
 
 class Stage(Protocol):
-    # Stages before storage already ran for a message found pending after a restart.
-    runs_on_recovery: bool
-
     async def __call__(self, turn: Turn) -> None: ...
 
 
 class Dedupe:
     """Step 2: a platform message seen before is processed once (the claim is atomic later)."""
-
-    runs_on_recovery = False
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -82,15 +75,10 @@ class Dedupe:
 class AccessCheck:
     """Step 3: allowlist / pairing / open, and groups only when addressed."""
 
-    runs_on_recovery = False
-
-    def __init__(
-        self, policy: str, allow: StaticAllowList, store: Store, desk: PairingDesk
-    ) -> None:
+    def __init__(self, policy: str, allow: StaticAllowList, store: Store) -> None:
         self._policy = policy
         self._allow = allow
         self._store = store
-        self._desk = desk
 
     async def __call__(self, turn: Turn) -> None:
         msg, inbound = turn.message, turn.inbound
@@ -111,15 +99,12 @@ class AccessCheck:
             log.info("message_ignored", sender=msg.sender, direct=inbound.is_direct)
             turn.end(Ending.IGNORED)
             return
-        code = await self._desk.code_for(msg.channel_type, msg.sender, msg.channel_id)
-        log.info("pairing_requested", sender=msg.sender, code_sent=code is not None)
-        turn.end(Ending.PAIRING, notice=pairing_text(code) if code else None)
+        # The code itself is issued only by the replica that wins this message's claim.
+        turn.end(Ending.PAIRING)
 
 
 class Limits:
     """Step 4: maximum size and per-sender rate; one refusal notice per window."""
-
-    runs_on_recovery = False
 
     def __init__(self, limiter: RateLimiter, max_chars: int) -> None:
         self._limiter = limiter
@@ -153,28 +138,24 @@ class Limits:
 
 
 class StoreInbound:
-    """Step 5: the message is stored (and its platform id claimed) before any model call."""
+    """Step 5: the message is stored (and its platform id claimed) before any model call and
+    before it waits for its session; this replica claims it, and takes the session's turn in
+    the same transaction when nothing is ahead of it."""
 
-    runs_on_recovery = False
-
-    def __init__(
-        self, store: Store, bus: EventBus, bot_username: Callable[[str], str | None]
-    ) -> None:
+    def __init__(self, store: Store, bus: EventBus) -> None:
         self._store = store
         self._bus = bus
-        self._bot_username = bot_username
 
     async def __call__(self, turn: Turn) -> None:
         msg = turn.message
-        is_command = parse_command(msg.text, self._bot_username(msg.channel_type.value)) is not None
-        status = Status.COMMAND if is_command else Status.PENDING
         accepted = await self._store.messages.accept(
-            msg, turn.inbound.platform_id, turn.context_json(), status
+            msg, turn.inbound.platform_id, turn.context_json(), Status.PENDING, turn.claim
         )
-        if not accepted:
+        if not accepted.stored:
             log.info("duplicate_dropped", platform_id=turn.inbound.platform_id, race=True)
             turn.end(Ending.DUPLICATE)
             return
+        turn.seq, turn.has_turn = accepted.seq, accepted.has_turn
         log.info("message_accepted", session=msg.session, chars=len(msg.text))
         await self._bus.publish(msg)
 
@@ -187,8 +168,6 @@ class StatusFacts:
 
 class SessionStage:
     """Step 6: slash commands, then the session's history trimmed to the budget."""
-
-    runs_on_recovery = True
 
     def __init__(
         self,
@@ -212,9 +191,10 @@ class SessionStage:
         if client is not None and client.history is not None:
             turn.history = [msg]  # a stateless API client sent the whole context itself
             return
-        turn.history = await self._store.messages.history(msg.session, self._history_messages)
-        if not any(m.id == msg.id for m in turn.history):
-            turn.history.append(msg)  # a restart race: make sure the question itself is there
+        # The session's earlier exchanges (every one is finished: turns run in order), then
+        # this message.
+        earlier = await self._store.messages.history(msg.session, self._history_messages - 1)
+        turn.history = [*earlier, msg]
 
     async def _answer(self, command: Command, turn: Turn) -> str:
         if command is Command.NEW:
@@ -235,8 +215,6 @@ class SessionStage:
 
 class ModelCall:
     """Step 7: the provider chain (retries, fallbacks), streamed to the sink when there is one."""
-
-    runs_on_recovery = True
 
     def __init__(
         self,

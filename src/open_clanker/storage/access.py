@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +106,60 @@ class AccessStore:
                 status="pending",
             )
         )
+
+    async def issue_code(
+        self,
+        wanted: PairingCode,
+        *,
+        max_pending: int,
+        resend_after_s: float,
+        new_code: Callable[[], str],
+    ) -> str | None:
+        """The code to send this stranger now, or None (told recently, or the channel's pending
+        codes are full), decided and written in one transaction. Replicas issuing codes at once
+        for one channel take turns on a per-channel lock, so the cap and "one pending code per
+        sender" hold."""
+        return await self._db.write(self._issue_code, wanted, max_pending, resend_after_s, new_code)
+
+    def _issue_code(
+        self,
+        conn: sa.Connection,
+        wanted: PairingCode,
+        max_pending: int,
+        resend_after_s: float,
+        new_code: Callable[[], str],
+    ) -> str | None:
+        now = wanted.created_at
+        if conn.dialect.name == "postgresql":
+            lock = zlib.crc32(f"pairing:{wanted.channel}".encode())
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock})
+        # Expired codes stop being pending, so they count neither toward the cap nor against
+        # the sender's one pending code.
+        conn.execute(
+            pairing_codes.update()
+            .where(pairing_codes.c.status == "pending", pairing_codes.c.expires_at <= now)
+            .values(status="expired")
+        )
+        pending = self._pending_codes(conn, now, wanted.channel)
+        mine = next((c for c in pending if c.sender == wanted.sender), None)
+        if mine is not None:
+            if now - mine.last_sent_at < resend_after_s:
+                return None
+            self._touch_code(conn, mine.code, now)
+            return mine.code
+        if len(pending) >= max_pending:
+            return None
+        code = PairingCode(
+            new_code(),
+            wanted.channel,
+            wanted.sender,
+            wanted.chat_id,
+            now,
+            wanted.expires_at,
+            now,
+        )
+        self._create_code(conn, code)
+        return code.code
 
     async def touch_code(self, code: str, now: float) -> None:
         await self._db.write(self._touch_code, code, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ from open_clanker.core.types import (
     Role,
     SessionKey,
 )
+from open_clanker.storage.claims import Claim, ClaimStore, StaleClaim
+from open_clanker.storage.clock import db_now_plus
 from open_clanker.storage.database import Database
 from open_clanker.storage.dialect import dialect_insert
 from open_clanker.storage.schema import messages, outbox, processed_ids, sessions
@@ -39,6 +42,16 @@ class PendingMessage:
 
     message: Message
     context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What `accept` did: stored (False: a re-delivery), the message's order in storage, and
+    whether the session's turn was taken in the same transaction (no wait needed)."""
+
+    stored: bool
+    seq: int = 0
+    has_turn: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,8 @@ def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any
         "context_json": "{}",
         "answers_id": None,
         "response_json": None,
+        "claimed_by": None,
+        "claim_until": None,
         "id": msg.id,
         "session_key": msg.session,
         "generation": generation,
@@ -103,12 +118,29 @@ def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any
     }
 
 
+def exchanges_in_order(rows: Sequence[Any]) -> list[Any]:
+    """Rows newest first -> oldest first, each reply right after the message it answers. By
+    plain `seq` a message accepted while an earlier turn ran would sit before that turn's
+    reply (user, user, assistant, assistant); a reply whose question fell outside the window
+    is left out. The same order as `session_messages` gives."""
+    by_id = {r.id: r for r in rows}
+    ordered: list[tuple[int, int, Any]] = []
+    for r in rows:
+        if r.answers_id is None:
+            ordered.append((r.seq, 0, r))
+        elif (question := by_id.get(r.answers_id)) is not None:
+            ordered.append((question.seq, r.seq, r))
+    ordered.sort(key=lambda item: (item[0], item[1]))
+    return [row for _key, _part, row in ordered]
+
+
 class MessageStore:
     """Each public method is one transaction (`db.write`) or one read (`db.read`); the SQL
     itself is in the synchronous `_…` functions, identical for SQLite and PostgreSQL."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, claims: ClaimStore) -> None:
         self._db = db
+        self._claims = claims
         # Hot-path statements are built once and executed with parameters: rebuilding them
         # per message showed up in the benchmark profile.
         self._claim_stmt = dialect_insert(db.dialect, processed_ids).on_conflict_do_nothing()
@@ -117,6 +149,17 @@ class MessageStore:
             index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
         ).returning(sessions.c.generation)
         self._insert_stmt = messages.insert()
+        self._insert_seq_stmt = messages.insert().returning(messages.c.seq)
+        self._claim_until = db_now_plus(db.dialect, claims.lease_s)
+        self._claimed_insert_stmt = (
+            messages.insert().values(claim_until=self._claim_until).returning(messages.c.seq)
+        )
+        # The reply's fence: a message is answered once, whoever else tried.
+        self._answer_stmt = (
+            messages.update()
+            .where(messages.c.id == sa.bindparam("mid"), messages.c.status == Status.PENDING)
+            .values(status=sa.bindparam("new_status"), claimed_by=None, claim_until=None)
+        )
         self._status_stmt = (
             messages.update()
             .where(messages.c.id == sa.bindparam("mid"))
@@ -136,9 +179,7 @@ class MessageStore:
             .where(
                 messages.c.session_key == sa.bindparam("key"),
                 messages.c.generation == generation,
-                messages.c.status.in_(
-                    [Status.PENDING, Status.ANSWERED, Status.FAILED, Status.REPLY]
-                ),
+                messages.c.status.in_([Status.ANSWERED, Status.FAILED, Status.REPLY]),
             )
             .order_by(messages.c.seq.desc())
             .limit(sa.bindparam("limit"))
@@ -181,12 +222,15 @@ class MessageStore:
         platform_id: str | None,
         context: dict[str, Any],
         status: str = Status.PENDING,
-    ) -> bool:
+        claim: Claim | None = None,
+    ) -> Accepted:
         """Store an inbound message (and claim its platform id) in one transaction.
 
-        Returns False when the platform id was already claimed: a re-delivery or a replica race.
+        With `claim`, the message is claimed for that replica and, if it is the session's
+        oldest pending one and the session is free, its turn is taken too: the common case
+        costs no second transaction. Not stored: a re-delivery or a replica race.
         """
-        return await self._db.write(self._accept, msg, platform_id, context, status)
+        return await self._db.write(self._accept, msg, platform_id, context, status, claim)
 
     def _accept(
         self,
@@ -195,14 +239,23 @@ class MessageStore:
         platform_id: str | None,
         context: dict[str, Any],
         status: str,
-    ) -> bool:
+        claim: Claim | None,
+    ) -> Accepted:
         if platform_id is not None and not self._claim(conn, msg.channel_type, platform_id):
-            return False
+            return Accepted(stored=False)
         generation = self._touch_session(conn, msg)
         values = _message_values(msg, generation, status)
         values["context_json"] = json.dumps(context)
-        conn.execute(self._insert_stmt, values)
-        return True
+        if claim is None:
+            seq = int(conn.execute(self._insert_seq_stmt, values).scalar_one())
+            return Accepted(stored=True, seq=seq)
+        values["claimed_by"] = claim.owner
+        del values["claim_until"]
+        seq = int(conn.execute(self._claimed_insert_stmt, values).scalar_one())
+        has_turn = status == Status.PENDING and self._claims.take_turn_in(
+            conn, msg.session, claim, seq
+        )
+        return Accepted(stored=True, seq=seq, has_turn=has_turn)
 
     async def store_reply(
         self,
@@ -213,15 +266,29 @@ class MessageStore:
         status: str = Status.REPLY,
         answers: Message | None = None,
         answers_status: str = Status.ANSWERED,
-    ) -> None:
-        """Store the reply, settle what it answers, and queue its delivery, atomically."""
+        turn: Claim | None = None,
+    ) -> bool:
+        """Store the reply, settle what it answers, queue its delivery and end the session's
+        turn, atomically. False, and nothing written: the message was answered already or
+        the turn was taken over (this replica's claim lapsed) — a second answer never lands."""
         values_extra = {
             "answers_id": answers.id if answers else None,
             "response_json": response.model_dump_json() if response else None,
         }
-        await self._db.write(
-            self._store_reply, reply, values_extra, status, outbox_rows, answers, answers_status
-        )
+        try:
+            await self._db.write(
+                self._store_reply,
+                reply,
+                values_extra,
+                status,
+                outbox_rows,
+                answers,
+                answers_status,
+                turn,
+            )
+        except StaleClaim:
+            return False
+        return True
 
     def _store_reply(
         self,
@@ -232,13 +299,18 @@ class MessageStore:
         outbox_rows: list[dict[str, Any]],
         answers: Message | None,
         answers_status: str,
+        turn: Claim | None,
     ) -> None:
+        if answers is not None:
+            params = {"mid": answers.id, "new_status": answers_status}
+            if not conn.execute(self._answer_stmt, params).rowcount:
+                raise StaleClaim(answers.id)
+        if turn is not None:
+            self._claims.release_turn_in(conn, reply.session, turn)
         generation = self._touch_session(conn, reply)
         values = _message_values(reply, generation, status)
         values.update(values_extra)
         conn.execute(self._insert_stmt, values)
-        if answers is not None:
-            conn.execute(self._status_stmt, {"mid": answers.id, "new_status": answers_status})
         if outbox_rows:
             conn.execute(outbox.insert(), outbox_rows)
 
@@ -257,7 +329,7 @@ class MessageStore:
 
     def _history(self, conn: sa.Connection, key: SessionKey, limit: int) -> list[Message]:
         rows = conn.execute(self._history_stmt, {"key": key, "limit": limit}).all()
-        return [message_from_row(r) for r in reversed(rows)]
+        return [message_from_row(r) for r in exchanges_in_order(rows)]
 
     async def session_messages(
         self, key: SessionKey, limit: int, before: str | None = None
@@ -273,13 +345,23 @@ class MessageStore:
         ).scalar()
         if generation is None:
             return None
-        stmt = sa.select(messages).where(
-            messages.c.session_key == key, messages.c.generation == generation
+        # Exchange order: a reply sorts right after the message it answers.
+        question = messages.alias("question")
+        place = sa.func.coalesce(question.c.seq, messages.c.seq)
+        stmt = (
+            sa.select(messages)
+            .select_from(messages.outerjoin(question, question.c.id == messages.c.answers_id))
+            .where(messages.c.session_key == key, messages.c.generation == generation)
         )
         if before:
-            seq = sa.select(messages.c.seq).where(messages.c.id == before).scalar_subquery()
-            stmt = stmt.where(messages.c.seq < seq)
-        rows = conn.execute(stmt.order_by(messages.c.seq.desc()).limit(limit)).all()
+            anchor = conn.execute(
+                sa.select(place, messages.c.seq)
+                .select_from(messages.outerjoin(question, question.c.id == messages.c.answers_id))
+                .where(messages.c.id == before)
+            ).first()
+            if anchor is not None:
+                stmt = stmt.where(sa.tuple_(place, messages.c.seq) < sa.tuple_(*anchor))
+        rows = conn.execute(stmt.order_by(place.desc(), messages.c.seq.desc()).limit(limit)).all()
         return [message_from_row(r) for r in reversed(rows)]
 
     async def list_sessions(self, limit: int) -> list[SessionInfo]:
@@ -310,6 +392,13 @@ class MessageStore:
             )
             for r in conn.execute(stmt).all()
         ]
+
+    async def session_exists(self, key: SessionKey) -> bool:
+        return await self._db.read(self._session_exists, key)
+
+    def _session_exists(self, conn: sa.Connection, key: SessionKey) -> bool:
+        stmt = sa.select(sessions.c.key).where(sessions.c.key == key)
+        return conn.execute(stmt).first() is not None
 
     async def reset_session(self, key: SessionKey) -> bool:
         """Start the session afresh; old messages stay on record. False if there is none."""

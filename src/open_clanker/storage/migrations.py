@@ -32,10 +32,59 @@ def _v3_outbox_request_id(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE outbox ADD COLUMN request_id VARCHAR(64)"))
 
 
+_V4_COLUMNS = {
+    "sessions": [
+        ("lease_owner", "VARCHAR(128)"),
+        ("lease_token", "VARCHAR(64)"),
+        ("lease_until", "DOUBLE PRECISION"),
+    ],
+    "messages": [("claimed_by", "VARCHAR(128)"), ("claim_until", "DOUBLE PRECISION")],
+    "outbox": [("claimed_by", "VARCHAR(128)"), ("claim_until", "DOUBLE PRECISION")],
+}
+_V4_INDEXES = {
+    "sessions": ["ix_sessions_lease_owner"],
+    "messages": ["ix_messages_session_status", "ix_messages_answers"],
+    "outbox": ["ix_outbox_chat"],
+    "processed_ids": ["ix_processed_created"],
+    "pairing_codes": ["ux_pairing_pending"],
+}
+
+
+def _v4_replicas(conn: sa.Connection) -> None:
+    """Leases and claims for several replicas (SPEC §9): lease/claim columns, the `leases`
+    table, insert-first idempotency (the v1 `idempotency` table's cached answers are dropped:
+    they were kept for retries, and retries within a deploy are rare), one pending pairing
+    code per sender, and indexes for pruning."""
+    inspector = sa.inspect(conn)
+    for table, columns in _V4_COLUMNS.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for name, sql_type in columns:
+            if name not in have:
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+    # Two pending codes for one sender could exist before (a race); keep the newest.
+    conn.execute(
+        sa.text(
+            "UPDATE pairing_codes SET status = 'superseded' WHERE status = 'pending' AND "
+            "EXISTS (SELECT 1 FROM pairing_codes newer WHERE newer.status = 'pending' "
+            "AND newer.channel = pairing_codes.channel AND newer.sender = pairing_codes.sender "
+            "AND newer.created_at > pairing_codes.created_at)"
+        )
+    )
+    for table_name, names in _V4_INDEXES.items():
+        have = {str(i["name"]) for i in inspector.get_indexes(table_name)}
+        for index in schema.metadata.tables[table_name].indexes:
+            if index.name in names and index.name not in have:
+                index.create(conn)
+    for new_table in (schema.idempotency_keys, schema.leases):
+        new_table.create(conn, checkfirst=True)
+    conn.execute(sa.text("DROP TABLE IF EXISTS idempotency"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_outbox_edit_message_id),
     (3, _v3_outbox_request_id),
+    (4, _v4_replicas),
 ]
 
 LATEST = MIGRATIONS[-1][0]

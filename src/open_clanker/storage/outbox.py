@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from open_clanker.storage.clock import db_now, db_now_plus
 from open_clanker.storage.database import Database
 from open_clanker.storage.schema import outbox
 
@@ -69,35 +70,93 @@ def outbox_rows(
 
 
 class OutboxStore:
-    def __init__(self, db: Database) -> None:
+    """Parts are claimed before they are sent and settled only by their claimant, so with
+    several replicas each part is sent once, in order within its chat (SPEC §9)."""
+
+    def __init__(self, db: Database, lease_s: float = 30.0) -> None:
         self._db = db
+        now, until = db_now(db.dialect), db_now_plus(db.dialect, lease_s)
+        earlier = outbox.alias("earlier")
+        head_of_chat = ~(
+            sa.select(earlier.c.seq)
+            .where(
+                earlier.c.channel == outbox.c.channel,
+                earlier.c.channel_id == outbox.c.channel_id,
+                earlier.c.status == OutboxStatus.PENDING,
+                earlier.c.seq < outbox.c.seq,
+            )
+            .exists()
+        )
+        unclaimed = sa.or_(outbox.c.claim_until.is_(None), outbox.c.claim_until < now)
+        waiting = sa.and_(
+            outbox.c.status == OutboxStatus.PENDING,
+            outbox.c.channel.in_(sa.bindparam("channels", expanding=True)),
+            unclaimed,
+            head_of_chat,
+        )
+        due = (
+            sa.select(outbox.c.seq)
+            .where(waiting, outbox.c.next_attempt_at <= sa.bindparam("now"))
+            .order_by(outbox.c.seq)
+            .limit(sa.bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+        self._claim_stmt = (
+            outbox.update()
+            .where(outbox.c.seq.in_(due.scalar_subquery()), outbox.c.status == OutboxStatus.PENDING)
+            .values(claimed_by=sa.bindparam("b_owner"), claim_until=until)
+            .returning(*outbox.c)
+        )
+        self._next_due_stmt = sa.select(sa.func.min(outbox.c.next_attempt_at)).where(waiting)
 
     async def enqueue(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self._db.write(_insert, rows)
 
     async def heads(self, limit: int = 100) -> list[OutboxItem]:
-        """The first undelivered part of each chat: later parts wait for earlier ones."""
+        """The first undelivered part of each chat (claimed or not): for reading only."""
         return await self._db.read(_heads, limit)
 
-    async def mark_sent(self, seq: int) -> None:
-        await self._db.write(_update, seq, {"status": OutboxStatus.SENT, "sent_at": time.time()})
+    async def claim_due(
+        self, owner: str, channels: list[str], limit: int = 100
+    ) -> tuple[list[OutboxItem], float | None]:
+        """Claim every chat's due head part of `channels` for `owner`; also returns when the
+        next unclaimed head of those channels falls due (None: nothing waits)."""
+        if not channels:
+            return [], None
+        return await self._db.write(self._claim_due, owner, channels, limit)
 
-    async def mark_retry(self, seq: int, delay_s: float, error: str) -> None:
+    def _claim_due(
+        self, conn: sa.Connection, owner: str, channels: list[str], limit: int
+    ) -> tuple[list[OutboxItem], float | None]:
+        params = {"channels": channels, "now": time.time(), "limit": limit, "b_owner": owner}
+        rows = conn.execute(self._claim_stmt, params).all()
+        claimed = sorted((_item(r) for r in rows), key=lambda item: item.seq)
+        next_due = conn.execute(self._next_due_stmt, {"channels": channels}).scalar()
+        return claimed, None if next_due is None else float(next_due)
+
+    async def mark_sent(self, seq: int, owner: str) -> bool:
+        values = {"status": OutboxStatus.SENT, "sent_at": time.time(), "claimed_by": None}
+        return await self._db.write(_settle, seq, owner, values)
+
+    async def mark_retry(self, seq: int, delay_s: float, error: str, owner: str) -> bool:
         values = {
             "attempts": outbox.c.attempts + 1,
             "next_attempt_at": time.time() + delay_s,
             "last_error": error[:500],
+            "claimed_by": None,
+            "claim_until": None,
         }
-        await self._db.write(_update, seq, values)
+        return await self._db.write(_settle, seq, owner, values)
 
-    async def mark_dead(self, seq: int, error: str) -> None:
+    async def mark_dead(self, seq: int, error: str, owner: str) -> bool:
         values = {
             "status": OutboxStatus.DEAD,
             "attempts": outbox.c.attempts + 1,
             "last_error": error[:500],
+            "claimed_by": None,
         }
-        await self._db.write(_update, seq, values)
+        return await self._db.write(_settle, seq, owner, values)
 
     async def count(self, status: str) -> int:
         return await self._db.read(_count, status)
@@ -117,8 +176,18 @@ def _heads(conn: sa.Connection, limit: int) -> list[OutboxItem]:
     return [_item(r) for r in conn.execute(stmt).all()]
 
 
-def _update(conn: sa.Connection, seq: int, values: dict[str, Any]) -> None:
-    conn.execute(outbox.update().where(outbox.c.seq == seq).values(**values))
+def _settle(conn: sa.Connection, seq: int, owner: str, values: dict[str, Any]) -> bool:
+    """Only the claimant settles a part: False if its claim went to another replica."""
+    stmt = (
+        outbox.update()
+        .where(
+            outbox.c.seq == seq,
+            outbox.c.claimed_by == owner,
+            outbox.c.status == OutboxStatus.PENDING,
+        )
+        .values(**values)
+    )
+    return bool(conn.execute(stmt).rowcount)
 
 
 def _count(conn: sa.Connection, status: str) -> int:

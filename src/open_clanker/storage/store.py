@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from open_clanker.storage.access import AccessStore
+from open_clanker.storage.claims import ClaimStore
 from open_clanker.storage.database import Database
 from open_clanker.storage.idempotency import IdempotencyStore
 from open_clanker.storage.messages import MessageStore
@@ -13,23 +14,24 @@ from open_clanker.storage.outbox import OutboxStore
 
 
 class Store:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lease_s: float = 30.0) -> None:
         self.db = db
-        self.messages = MessageStore(db)
-        self.outbox = OutboxStore(db)
+        self.claims = ClaimStore(db, lease_s)
+        self.messages = MessageStore(db, self.claims)
+        self.outbox = OutboxStore(db, lease_s)
         self.access = AccessStore(db)
         self.idempotency = IdempotencyStore(db)
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        """Connect and apply pending migrations."""
+    async def open(cls, url: str, lease_s: float = 30.0) -> Store:
+        """Connect and apply pending migrations. `lease_s`: how long claims last (SPEC §9)."""
         db = Database(url)
         try:
             await migrate(db)
         except BaseException:
             await db.close()
             raise
-        return cls(db)
+        return cls(db, lease_s)
 
     @property
     def backend(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -147,12 +148,25 @@ class DiscordChannel:
             allowed_channels=frozenset(str(c).strip() for c in config.allowed_channels),
             require_mention=config.require_mention,
         )
-        self._client: _Client | None = None
+        self._client: _Client | None = None  # the gateway connection's client (receiving)
+        self._rest: _Client | None = None  # logged in for sending only (standby replica)
+        self._rest_lock = asyncio.Lock()
         self._submit: Submit | None = None
         self._task: asyncio.Task[None] | None = None
         self._first_attempt = asyncio.Event()
         self._connected = False
         self._stopping = False
+
+    # -- one receiver across replicas (pipeline/receiver_lease.py) ----------------------------
+
+    @property
+    def exclusive_receiver(self) -> bool:
+        """Each gateway session gets every message: one replica connects, all of them send."""
+        return True
+
+    @property
+    def receiver_name(self) -> str:
+        return "discord:" + hashlib.sha256(self._token.encode()).hexdigest()[:16]
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -160,7 +174,7 @@ class DiscordChannel:
         return split_for_discord(text)
 
     async def send(self, item: OutboxItem) -> None:
-        channel = self._messageable(item.channel_id)
+        channel = await self._messageable(item.channel_id)
         # Only the first part quotes the user's message; the rest follow it.
         reference = _reference(item.channel_id, item.reply_to) if item.part == 0 else None
         try:
@@ -193,7 +207,7 @@ class DiscordChannel:
         """Show the reply so far (at most one message long); the pipeline throttles calls."""
         if len(text) > DISCORD_LIMIT:
             text = text[: DISCORD_LIMIT - 2].rstrip() + " …"
-        channel = self._messageable(chat_id)
+        channel = await self._messageable(chat_id)
         try:
             if message_id is None:
                 sent = await _send(channel, text, _reference(chat_id, reply_to))
@@ -209,7 +223,7 @@ class DiscordChannel:
 
     async def typing(self, chat_id: str, thread_id: str | None) -> None:
         try:
-            await self._messageable(chat_id).typing()
+            await (await self._messageable(chat_id)).typing()
         except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise channel_error(exc, self._token) from None
 
@@ -221,28 +235,95 @@ class DiscordChannel:
             "(Developer Mode, then right-click the channel, Copy Channel ID)."
         )
 
-    def _messageable(self, chat_id: str) -> discord.PartialMessageable:
-        if self._client is None or self._client.user is None:
-            raise ChannelError("Not logged in to Discord yet.", "discord", retryable=True)
+    async def _messageable(self, chat_id: str) -> discord.PartialMessageable:
         if not chat_id.isdigit():
             raise ChannelError(
                 f"{chat_id!r} is not a Discord channel id (a number).", "discord", retryable=False
             )
-        return self._client.get_partial_messageable(int(chat_id))
+        return (await self._sender()).get_partial_messageable(int(chat_id))
+
+    async def _sender(self) -> _Client:
+        """A logged-in client: the gateway's when this replica receives, else one logged in
+        over REST only, so a standby replica sends too."""
+        for client in (self._client, self._rest):
+            if client is not None and client.user is not None and not client.is_closed():
+                return client
+        if self._task is not None:  # the gateway client is logging in: the outbox retries
+            raise ChannelError("Not logged in to Discord yet.", "discord", retryable=True)
+        async with self._rest_lock:
+            if self._rest is None or self._rest.user is None or self._rest.is_closed():
+                self._rest = await self._login_rest()
+            return self._rest
+
+    async def _login_rest(self) -> _Client:
+        client = _Client(self, self._timing.heartbeat_timeout_s)
+        point_library_at(self.config.api_base_url)
+        try:
+            await client.login(self._token)
+        except discord.LoginFailure:
+            await client.close()
+            self.health.degrade(REFUSED_LOGIN_HELP)
+            raise ChannelError(REFUSED_LOGIN_HELP, "discord", retryable=False) from None
+        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await client.close()
+            error = channel_error(exc, self._token)
+            self.health.degrade(error.message)
+            raise error from None
+        self._learn_identity(client)
+        self.health.contact()
+        return client
+
+    def _learn_identity(self, client: _Client) -> None:
+        user = client.user
+        assert user is not None  # login fetched it
+        self._scope = DiscordScope(
+            bot_id=user.id,
+            guild_id=self._scope.guild_id,
+            allowed_channels=self._scope.allowed_channels,
+            require_mention=self._scope.require_mention,
+        )
+        self.bot_username = user.name
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, submit: Submit) -> None:
-        """Log in and connect in the background; return once connected or the first attempt
-        failed (bounded), so that start-up problems are logged at start-up."""
+    async def start(self, submit: Submit, *, receive: bool = True) -> None:
+        """Log in and (with `receive`) connect to the gateway in the background; return once
+        connected or the first attempt failed (bounded), so that start-up problems are logged
+        at start-up. Without `receive`, only log in over REST, for sending."""
         self._submit = submit
         self._stopping = False
         self.health.state = ChannelState.STARTING
         _quiet_library_logs()
+        if receive:
+            await self.start_receiving()
+            return
+        self.health.receiving = False
+        with contextlib.suppress(ChannelError):  # logged and shown in health; sends retry
+            await self._sender()
+
+    async def start_receiving(self) -> None:
+        if self._stopping or self._task is not None:
+            return
+        self.health.receiving = True
+        self._first_attempt.clear()
         self._task = asyncio.create_task(self._run(), name="discord")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._timing.start_wait_s):
                 await self._first_attempt.wait()
+
+    async def pause_receiving(self) -> None:
+        """Another replica holds the gateway lease: close our gateway session, keep sending
+        (over REST, logged in again on the next send)."""
+        task, self._task = self._task, None
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        await cancel_and_wait(task)
+        self._client = None
+        self._connected = False
+        self.health.receiving = False
+        log.info("discord_receiving_paused", bot=self.bot_username)
 
     async def stop_receiving(self) -> None:
         """Nothing to pause: Discord replays missed events only to a RESUMEd session, never
@@ -251,10 +332,10 @@ class DiscordChannel:
 
     async def stop(self) -> None:
         self._stopping = True
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.close()
+        for client in (self._client, self._rest):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
         await cancel_and_wait(self._task)
         self._task = None
         self.health.state = ChannelState.STOPPED
@@ -294,15 +375,7 @@ class DiscordChannel:
     async def _connect(self, client: _Client) -> None:
         point_library_at(self.config.api_base_url)
         await client.login(self._token)
-        user = client.user
-        assert user is not None  # login fetched it
-        self._scope = DiscordScope(
-            bot_id=user.id,
-            guild_id=self._scope.guild_id,
-            allowed_channels=self._scope.allowed_channels,
-            require_mention=self._scope.require_mention,
-        )
-        self.bot_username = user.name
+        self._learn_identity(client)
         # A plain Client would dial the hard-coded default; ask Discord where to connect.
         _shards, url, _limit = await client.http.get_bot_gateway()
         point_library_at(self.config.api_base_url, url)

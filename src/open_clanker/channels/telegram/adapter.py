@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -45,7 +46,7 @@ from open_clanker.channels.telegram.updates import (
     ignored_reason,
     inbound_from_update,
 )
-from open_clanker.core.errors import ConfigError
+from open_clanker.core.errors import ConfigError, StorageError
 from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import Attachment, ChannelType
 from open_clanker.storage.outbox import OutboxItem
@@ -168,8 +169,21 @@ class TelegramChannel:
         self._offset: int | None = None
         self._ready = False
         self._failing = False
-        self._receiving = True
+        self._receiving = True  # False once shutdown has begun: never receives again
         self._task: asyncio.Task[None] | None = None
+        self._standing_by = False  # `_task` only retries the connection (a standby replica)
+
+    # -- one receiver across replicas (pipeline/receiver_lease.py) ----------------------------
+
+    @property
+    def exclusive_receiver(self) -> bool:
+        """Long polling: Telegram serves one `getUpdates` per bot, so one replica polls.
+        Webhook mode: Telegram posts to the load balancer, any replica takes updates."""
+        return self.config.mode == "polling"
+
+    @property
+    def receiver_name(self) -> str:
+        return "telegram:" + hashlib.sha256(self._token.encode()).hexdigest()[:16]
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -288,17 +302,54 @@ class TelegramChannel:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, submit: Submit) -> None:
+    async def start(self, submit: Submit, *, receive: bool = True) -> None:
         """Connect once (so `bot_username` is known when this returns, if Telegram answers),
-        then keep the connection alive in the background."""
+        then keep the connection alive in the background (polling: only with `receive`)."""
         self._submit = submit
         self.health.state = ChannelState.STARTING
         try:
             await self._setup()
         except TelegramError as exc:
             self._failed("telegram_start_failed", exc, self._timing.backoff_min_s)
-        if self._receiving:  # shutdown may have begun before or while we connected
-            self._task = asyncio.create_task(self._run(), name="telegram")
+        if receive:
+            await self.start_receiving()
+        else:
+            self._standby()
+
+    async def start_receiving(self) -> None:
+        """Poll (or watch the webhook); this replica holds the connection's lease."""
+        if not self._receiving or (self._task is not None and not self._standing_by):
+            return  # shutting down, or already running
+        await cancel_and_wait(self._task)
+        self._standing_by = False
+        self.health.receiving = True
+        self._task = asyncio.create_task(self._run(), name="telegram")
+
+    async def pause_receiving(self) -> None:
+        """Another replica holds the lease: stop polling, keep sending. Updates fetched but
+        not yet stored are fetched again by the new holder (their offset was not confirmed)."""
+        await cancel_and_wait(self._task)
+        self._task = None
+        self._standby()
+
+    def _standby(self) -> None:
+        self.health.receiving = False
+        if self.health.state is ChannelState.CONNECTED:
+            self.health.detail = "standby: another replica receives this bot's updates"
+        if not self._ready and self._receiving:
+            # The first connection failed: keep trying, so sending works and health is true.
+            self._standing_by = True
+            self._task = asyncio.create_task(self._reconnect_standby(), name="telegram-standby")
+
+    async def _reconnect_standby(self) -> None:
+        delay = self._timing.backoff_min_s
+        while not self._ready:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._timing.backoff_max_s)
+            try:
+                await self._setup()
+            except TelegramError as exc:
+                self._failed("telegram_setup_failed", exc, delay)
 
     async def stop_receiving(self) -> None:
         """Shutdown: no new updates. Polling: the poll loop ends (updates it has not confirmed
@@ -349,6 +400,13 @@ class TelegramChannel:
                         await self._check_webhook()
                     else:
                         await self._poll_once()
+            except StorageError as exc:
+                # An update could not be stored: its offset stays unconfirmed, so Telegram
+                # hands it over again at the next poll.
+                log.warning("telegram_update_not_stored", error=exc.message, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._timing.backoff_max_s)
+                continue
             except TimeoutError:
                 # The watchdog: a round that takes far longer than a long poll is stuck.
                 self.health.degrade("the Telegram poll loop stalled and was restarted")
@@ -358,9 +416,13 @@ class TelegramChannel:
             except TelegramError as exc:
                 wait = retry_after_s(exc) if isinstance(exc, RetryAfter) else delay
                 event = "telegram_setup_failed" if not self._ready else "telegram_poll_failed"
-                self._failed(event, exc, wait)
-                if isinstance(exc, Conflict | InvalidToken):
+                if isinstance(exc, Conflict) and "other getupdates" in exc.message.lower():
+                    # Another program polls this bot (our replicas take turns by lease):
+                    # setting up again would not help, and would flood Telegram.
+                    event = "telegram_poll_conflict"
+                elif isinstance(exc, Conflict | InvalidToken):
                     self._ready = False  # e.g. a webhook was set elsewhere: set up again
+                self._failed(event, exc, wait)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self._timing.backoff_max_s)
                 continue
@@ -393,9 +455,14 @@ class TelegramChannel:
         )
         self._contact()
         for update in updates:
-            # Advance first: an update that breaks us must not be fetched forever.
+            try:
+                await self._dispatch(update)
+            except StorageError:
+                raise  # not stored: the offset stays, so the update comes again
+            except Exception as exc:  # one update that breaks us must not stop the bot
+                log.error("telegram_update_failed", update_id=update.update_id, error=repr(exc))
+            # Confirmed (by the next getUpdates) only now that the message is stored.
             self._offset = update.update_id + 1
-            await self._dispatch(update)
 
     def _failed(self, event: str, exc: TelegramError, retry_in: float) -> None:
         detail = describe(exc, self._token)
@@ -438,7 +505,10 @@ class TelegramChannel:
             log.warning("telegram_webhook_bad_body", size=len(body))
             return 400
         self._contact()
-        await self._dispatch(update)
+        try:
+            await self._dispatch(update)
+        except StorageError:
+            return 503  # not stored: Telegram delivers the update again later
         return 200
 
     async def _dispatch(self, update: Update) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from open_clanker.core.errors import (
     ClankerError,
     MessageTooLongError,
     ProviderError,
+    SupersededError,
 )
 from open_clanker.core.types import (
     AgentResponse,
@@ -24,9 +25,13 @@ from open_clanker.core.types import (
     client_session_key,
 )
 from open_clanker.gateway.auth import require_token
+from open_clanker.gateway.idempotency import Outcome, once
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.schemas import ERROR_RESPONSES, ChatRequest, ChatResponse
 from open_clanker.pipeline.context import Ending, Turn
+from open_clanker.storage.idempotency import StoredAnswer
+
+IDEMPOTENCY_SCOPE = "chat"
 
 router = APIRouter(dependencies=[Depends(require_token)])
 log = structlog.get_logger("open_clanker.gateway")
@@ -56,6 +61,11 @@ def turn_result(turn: Turn) -> dict[str, Any]:
         )
     elif turn.error is not None:
         raise turn.error
+    elif turn.ending is Ending.SUPERSEDED:
+        raise SupersededError(
+            "This message was answered by another replica while this one stalled; "
+            "read the answer from the session's messages."
+        )
     else:
         raise ClankerError("The message was not processed.")
     if turn.reply is not None:
@@ -63,6 +73,33 @@ def turn_result(turn: Turn) -> dict[str, Any]:
     return ChatResponse(session=turn.message.session, message=turn.message, reply=reply).model_dump(
         mode="json"
     )
+
+
+def stored_result(answer: StoredAnswer) -> dict[str, Any]:
+    """An earlier request's answer, read back from storage (an Idempotency-Key repeat)."""
+    assert answer.message is not None
+    reply = answer.response
+    if answer.reply is not None:
+        reply = (reply or _gateway_answer(answer.reply.text)).model_copy(
+            update={"id": answer.reply.id}
+        )
+    return ChatResponse(
+        session=answer.message.session,
+        message=answer.message,
+        reply=reply or _gateway_answer(""),
+    ).model_dump(mode="json")
+
+
+def _gateway_answer(text: str) -> AgentResponse:
+    return AgentResponse(content=text, model="", provider="gateway")
+
+
+def idempotency_wait_s(runtime: Runtime) -> float:
+    """How long a repeat waits for the first request's answer: as long as that answer may
+    take (every attempt of every provider), within reason."""
+    agent = runtime.config.agent
+    attempts = (agent.max_retries + 1) * (1 + len(agent.fallbacks))
+    return min(agent.timeout_s * attempts + 5, 600.0)
 
 
 def check_length(runtime: Runtime, text: str) -> None:
@@ -91,28 +128,54 @@ async def chat(
     runtime: Runtime = request.app.state.runtime
     runtime.check_accepting()
     check_length(runtime, body.text)
-    if idempotency_key:
-        cached = await runtime.store.idempotency.get(idempotency_key)
-        if cached is not None:
-            return JSONResponse(json.loads(cached))
     inbound = inbound_for(
         body.text, body.session, ChannelType.API, request.scope["state"].get("request_id")
     )
     if body.stream:
         return StreamingResponse(
-            _sse(runtime, inbound, idempotency_key),
+            _sse(runtime, inbound, idempotency_key, body),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    # Shielded: a client that hangs up does not cancel a reply that is being stored.
-    turn = await asyncio.shield(runtime.pipeline.handle(inbound))
-    result = turn_result(turn)
-    if idempotency_key:
-        await runtime.store.idempotency.put(idempotency_key, json.dumps(result))
-    return result
+
+    async def run() -> Turn:
+        # Shielded: a client that hangs up does not cancel a reply that is being stored.
+        return await asyncio.shield(runtime.pipeline.handle(inbound))
+
+    if not idempotency_key:
+        return turn_result(await run())
+    outcome = await _once(runtime, idempotency_key, body, inbound, run)
+    return _outcome_result(outcome)
 
 
-_RUNNING: set[asyncio.Task[Turn]] = set()
+async def _once(
+    runtime: Runtime,
+    key: str,
+    body: ChatRequest,
+    inbound: Inbound,
+    run: Any,
+) -> Outcome:
+    # The same text to the same session is the same request, streamed or not.
+    fields = {"text": body.text, "session": body.session}
+    return await once(
+        runtime.store.idempotency,
+        IDEMPOTENCY_SCOPE,
+        key,
+        fields,
+        inbound,
+        run,
+        idempotency_wait_s(runtime),
+    )
+
+
+def _outcome_result(outcome: Outcome) -> dict[str, Any]:
+    if outcome.turn is not None:
+        return turn_result(outcome.turn)
+    assert outcome.stored is not None
+    return stored_result(outcome.stored)
+
+
+_RUNNING: set[asyncio.Task[dict[str, Any]]] = set()
 
 
 class _QueueSink:
@@ -131,10 +194,21 @@ def _sse_event(event: str, data: dict[str, Any]) -> str:
 
 
 async def _sse(
-    runtime: Runtime, inbound: Inbound, idempotency_key: str | None
+    runtime: Runtime, inbound: Inbound, idempotency_key: str | None, body: ChatRequest
 ) -> AsyncIterator[str]:
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-    task = asyncio.create_task(runtime.pipeline.handle(inbound, _QueueSink(queue)))
+    sink = _QueueSink(queue)
+
+    async def run() -> Turn:
+        return await runtime.pipeline.handle(inbound, sink)
+
+    async def answer() -> dict[str, Any]:
+        if not idempotency_key:
+            return turn_result(await run())
+        # A repeat of a key gets the first answer as its `done` event, without deltas.
+        return _outcome_result(await _once(runtime, idempotency_key, body, inbound, run))
+
+    task = asyncio.create_task(answer())
     # Referenced until done: a client that hangs up must not let the turn be collected.
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)
@@ -153,7 +227,7 @@ async def _sse(
                 yield _sse_event(event, data)
             break
         try:
-            result = turn_result(task.result())
+            result = task.result()
         except ClankerError as exc:
             yield _sse_event("error", {"error": {"code": exc.code, "message": exc.message}})
             return
@@ -165,8 +239,6 @@ async def _sse(
             }
             yield _sse_event("error", {"error": error})
             return
-        if idempotency_key:
-            await runtime.store.idempotency.put(idempotency_key, json.dumps(result))
         yield _sse_event("done", result)
     finally:
         if waiter is not None:

@@ -56,5 +56,5 @@ async def send_message(body: SendRequest, request: Request) -> JSONResponse:
         request_id=request.scope["state"].get("request_id"),
     )
     await runtime.store.messages.store_reply(msg, None, rows, status=Status.NOTICE)
-    runtime.outbox.wake()
+    await runtime.bus.notify("outbox", body.channel)
     return JSONResponse(SendResponse(id=msg.id, status="queued").model_dump(), status_code=202)

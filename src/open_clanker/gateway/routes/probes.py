@@ -32,6 +32,7 @@ async def ready(request: Request) -> JSONResponse:
         status = "ready"
     body: dict[str, Any] = {
         "status": status,
+        "replica": runtime.replica.id,
         "storage": {"ok": storage_ok},
         "provider": {"name": runtime.choice.name, "model": runtime.choice.model},
         "channels": channels,

@@ -61,6 +61,7 @@ async def session_messages(
 async def reset_session(key: str, request: Request) -> ResetResponse:
     runtime: Runtime = request.app.state.runtime
     session = client_session_key(key, ChannelType.API)
-    if not await runtime.store.messages.reset_session(session):
+    # Between the session's turns, on whichever replica runs them (the session lease).
+    if not await runtime.pipeline.reset_session(session):
         raise NotFoundError(f"There is no session {session!r}.")
     return ResetResponse(session=session, status="reset")
