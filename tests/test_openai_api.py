@@ -3,6 +3,7 @@ SDK, with a loopback OpenAI double as the upstream model."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -197,7 +198,11 @@ async def test_an_idempotent_repeat_costs_no_second_model_call(
         first = await r.client.chat.completions.create(**ask)
         again = await r.client.chat.completions.create(**ask)
         streamed = await r.client.chat.completions.create(**ask, stream=True)
-        replayed = "".join([c.choices[0].delta.content or "" async for c in streamed])
+        replayed = [c async for c in streamed]
+        with pytest.raises(openai.BadRequestError) as reused:
+            await r.client.chat.completions.create(
+                **{**ask, "messages": [{"role": "user", "content": "Something else."}]}
+            )
         # Keys are scoped per route: the same key on /api/v1/chat is another request.
         async with (
             aiohttp.ClientSession() as http,
@@ -210,7 +215,9 @@ async def test_an_idempotent_repeat_costs_no_second_model_call(
             api = await resp.json()
     assert again.id == first.id
     assert again.choices[0].message.content == "Only once."
-    assert replayed == "Only once."
+    assert "".join(c.choices[0].delta.content or "" for c in replayed) == "Only once."
+    assert {c.id for c in replayed} == {first.id}
+    assert reused.value.code == "idempotency_key_reused"
     assert api["reply"]["content"] == "Twice?"
     assert len(r.double.requests) == 2
 
@@ -273,3 +280,29 @@ async def test_an_anthropic_chain_answers_the_openai_api(monkeypatch: pytest.Mon
     assert (body["temperature"], body["stop_sequences"]) == (1.0, ["FIN"])
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Bonjour."
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+async def test_a_concurrent_repeat_waits_for_the_first_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = asyncio.Event()
+    async with rig(monkeypatch) as r:
+        r.double.script(Reply(text="Held answer.", hold=release))
+        ask: dict[str, Any] = {
+            "model": "open-clanker",
+            "messages": [{"role": "user", "content": "Slow one."}],
+            "extra_headers": {"Idempotency-Key": "k-concurrent"},
+        }
+        first = asyncio.create_task(r.client.chat.completions.create(**ask))
+        while not r.double.requests:
+            await asyncio.sleep(0.01)
+        repeat = asyncio.create_task(r.client.chat.completions.create(**ask, stream=True))
+        await asyncio.sleep(0.1)  # let the repeat arrive while the first is held (if it is
+        # later, it finds the answer stored: one model call either way)
+        release.set()
+        done, streamed = await first, await repeat
+        chunks = [c async for c in streamed]
+    assert done.choices[0].message.content == "Held answer."
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Held answer."
+    assert {c.id for c in chunks} == {done.id}
+    assert len(r.double.requests) == 1

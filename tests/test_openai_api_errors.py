@@ -163,8 +163,9 @@ async def test_a_retry_that_changes_sent_text_ends_the_stream_with_an_error(
 ) -> None:
     async with rig(monkeypatch, agent={"max_retries": 1}) as r:
         r.double.script(Reply(text="Hello there friend", cut_after=2), Reply(text="Goodbye now"))
+        keyed = {"Idempotency-Key": "changed-1"}
         stream = await r.client.chat.completions.create(
-            model="open-clanker", messages=USER, stream=True
+            model="open-clanker", messages=USER, stream=True, extra_headers=keyed
         )
         seen: list[str] = []
 
@@ -174,9 +175,14 @@ async def test_a_retry_that_changes_sent_text_ends_the_stream_with_an_error(
 
         with pytest.raises(openai.APIError) as caught:
             await read_all()
+        # The whole answer was stored: a repeat with the key gets it, no third model call.
+        whole = await r.client.chat.completions.create(
+            model="open-clanker", messages=USER, extra_headers=keyed
+        )
     assert "".join(seen) == "Hello there "  # what was shown is never shown again, changed
     assert "changed" in caught.value.message
-    assert len(r.double.requests) == 2  # the retry ran; its answer is stored for the session
+    assert whole.choices[0].message.content == "Goodbye now"
+    assert len(r.double.requests) == 2
 
 
 async def test_a_retry_that_replays_sent_text_shows_it_once(

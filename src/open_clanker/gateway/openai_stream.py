@@ -1,28 +1,28 @@
-"""Running one OpenAI-API turn through the pipeline: awaited for a `chat.completion`, or relayed
-as `chat.completion.chunk` lines while the provider streams.
+"""Running one OpenAI-API answer in its own task: awaited for a `chat.completion`, or relayed as
+`chat.completion.chunk` lines while the provider streams.
 
-A streamed answer starts only once the first text (or the turn's end) is there, so a refusal
+A streamed answer starts only once the first text (or the answer itself) is there, so a refusal
 or a provider failure before any text is still a plain HTTP error the SDKs raise on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import structlog
 
 from open_clanker.core.errors import ClankerError, ProviderError
 from open_clanker.core.types import Inbound
-from open_clanker.gateway.openai_turns import answer_of
-from open_clanker.gateway.openai_wire import ChunkWriter, completion, completion_id
-from open_clanker.pipeline.context import Turn
-from open_clanker.pipeline.pipeline import Pipeline
+from open_clanker.gateway.openai_wire import ChunkWriter, completion_id
+from open_clanker.pipeline.context import ReplySink
 
 log = structlog.get_logger("open_clanker.gateway")
 
-Keep = Callable[[dict[str, Any]], Awaitable[None]]
+# Produces the `chat.completion` (or raises the error the turn ended with), streaming into
+# the sink when there is one.
+Answer = Callable[[ReplySink | None], Coroutine[Any, Any, dict[str, Any]]]
 Event = tuple[str, str]  # ("delta", text) or ("reset", "")
 
 # Referenced until done: a client that hangs up must not let its turn be collected.
@@ -45,43 +45,25 @@ class _QueueSink:
         await self._queue.put(("reset", ""))
 
 
-class TurnRun:
-    """One turn in its own task; the answer is remembered (`keep`, for an Idempotency-Key)
-    however the client fares."""
+class AnswerRun:
+    """One answer in its own task, finished and stored however the client fares."""
 
-    def __init__(
-        self, pipeline: Pipeline, inbound: Inbound, keep: Keep | None, stream: bool
-    ) -> None:
+    def __init__(self, inbound: Inbound, answer: Answer, stream: bool) -> None:
         msg = inbound.message
         self.cid = completion_id(msg.id)
         self.created = int(msg.timestamp.timestamp())
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
-        sink = _QueueSink(self.queue) if stream else None
-        self.task = asyncio.create_task(self._run(pipeline, inbound, sink, keep))
+        self.task = asyncio.create_task(answer(_QueueSink(self.queue) if stream else None))
         _RUNNING.add(self.task)
         self.task.add_done_callback(_RUNNING.discard)
-
-    async def _run(
-        self, pipeline: Pipeline, inbound: Inbound, sink: _QueueSink | None, keep: Keep | None
-    ) -> Turn:
-        turn = await pipeline.handle(inbound, sink)
-        if keep is None:
-            return turn
-        try:
-            response = answer_of(turn)
-        except ClankerError:
-            return turn
-        await keep(completion(self.cid, self.created, response))
-        return turn
 
     async def result(self) -> dict[str, Any]:
         """The `chat.completion` (raises the turn's error). Shielded: a client that hangs up
         does not cancel a reply that is being stored."""
-        turn = await asyncio.shield(self.task)
-        return completion(self.cid, self.created, answer_of(turn))
+        return await asyncio.shield(self.task)
 
     async def next_event(self) -> Event | None:
-        """The next delta or reset, or None once the turn is over and nothing is left."""
+        """The next delta or reset, or None once the answer is there and nothing is left."""
         if not self.queue.empty():
             return self.queue.get_nowait()
         if self.task.done():
@@ -97,16 +79,18 @@ class TurnRun:
         return self.queue.get_nowait() if not self.queue.empty() else None
 
 
-async def start_stream(run: TurnRun, include_usage: bool) -> AsyncIterator[str]:
-    """Waits for the first event; raises the turn's error if it ended before any text. Returns
-    the chunk lines to send."""
+async def start_stream(run: AnswerRun, include_usage: bool) -> AsyncIterator[str]:
+    """Waits for the first event; raises the answer's error if it came before any text.
+    Returns the chunk lines to send."""
     first = await run.next_event()
     if first is None:
-        answer_of(run.task.result())  # an error before any text: a plain HTTP error
+        done = run.task.result()  # raises: an error before any text is a plain HTTP error
+        # An Idempotency-Key repeat answers with the first request's id.
+        return _chunks(run, None, ChunkWriter(done["id"], done["created"], include_usage))
     return _chunks(run, first, ChunkWriter(run.cid, run.created, include_usage))
 
 
-async def _chunks(run: TurnRun, first: Event | None, writer: ChunkWriter) -> AsyncIterator[str]:
+async def _chunks(run: AnswerRun, first: Event | None, writer: ChunkWriter) -> AsyncIterator[str]:
     yield writer.role()
     shown = ""
     event = first
@@ -121,7 +105,7 @@ async def _chunks(run: TurnRun, first: Event | None, writer: ChunkWriter) -> Asy
             yield writer.content(text)
         event = await run.next_event()
     try:
-        response = answer_of(await asyncio.shield(run.task))
+        done = await run.result()
     except ClankerError as exc:
         yield writer.error(exc)
         return
@@ -129,10 +113,12 @@ async def _chunks(run: TurnRun, first: Event | None, writer: ChunkWriter) -> Asy
         log.exception("stream_crashed")
         yield writer.error(ClankerError("Something went wrong inside the gateway."))
         return
-    if not response.content.startswith(shown):  # never happens without a reset; be sure
+    choice = done["choices"][0]
+    content = choice["message"]["content"] or ""
+    if not content.startswith(shown):  # never happens without a reset; be sure
         yield writer.error(ProviderError(REPLACED_TEXT, "gateway"))
         return
-    if rest := response.content[len(shown) :]:
+    if rest := content[len(shown) :]:
         yield writer.content(rest)  # a provider that does not stream: the whole answer at once
-    for line in writer.finish(response):
+    for line in writer.finish(choice["finish_reason"], done["usage"]):
         yield line

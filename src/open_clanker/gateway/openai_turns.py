@@ -4,9 +4,10 @@ rest is the client's context; and a finished turn turned back into the answer or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from open_clanker.core.client_context import ClientContext, Sampling
-from open_clanker.core.errors import ClankerError, ProviderError
+from open_clanker.core.errors import ClankerError, ProviderError, SupersededError
 from open_clanker.core.types import (
     AgentResponse,
     Attachment,
@@ -27,8 +28,11 @@ from open_clanker.gateway.openai_wire import (
     ChatMessage,
     ImagePart,
     TextPart,
+    completion,
+    completion_id,
 )
 from open_clanker.pipeline.context import Ending, Turn
+from open_clanker.storage.idempotency import StoredAnswer
 
 MAX_STOP_SEQUENCES = 4  # as OpenAI's API
 MAX_SESSION_NAME = 200
@@ -185,7 +189,7 @@ def answer_of(turn: Turn) -> AgentResponse:
     if turn.ending is Ending.ANSWERED and turn.response is not None:
         return turn.response
     if turn.ending is Ending.COMMAND:
-        return AgentResponse(content=turn.notice or "", model=MODEL_ID, provider="gateway")
+        return _gateway_answer(turn.notice or "")
     if turn.ending is Ending.FAILED and isinstance(turn.error, ProviderError):
         raise ProviderError(
             f"The model provider '{turn.error.provider}' failed: {turn.error.message}",
@@ -193,4 +197,32 @@ def answer_of(turn: Turn) -> AgentResponse:
         )
     if turn.error is not None:
         raise turn.error
+    if turn.ending is Ending.SUPERSEDED:
+        raise SupersededError(
+            "This message was answered by another replica while this one stalled; "
+            "read the answer from the session's messages."
+        )
     raise ClankerError("The message was not processed.")
+
+
+def _gateway_answer(text: str) -> AgentResponse:
+    return AgentResponse(content=text, model=MODEL_ID, provider="gateway")
+
+
+def _created(msg: Message) -> int:
+    return int(msg.timestamp.timestamp())
+
+
+def turn_completion(turn: Turn) -> dict[str, Any]:
+    """The `chat.completion` of a finished turn (raises the error it ended with)."""
+    return completion(completion_id(turn.message.id), _created(turn.message), answer_of(turn))
+
+
+def stored_completion(answer: StoredAnswer) -> dict[str, Any]:
+    """An earlier request's `chat.completion`, read back from storage (an Idempotency-Key
+    repeat): the same id and text as the first answer."""
+    assert answer.message is not None
+    response = answer.response or _gateway_answer("")
+    if answer.reply is not None:
+        response = response.model_copy(update={"content": answer.reply.text})
+    return completion(completion_id(answer.message.id), _created(answer.message), response)

@@ -185,11 +185,11 @@ class ChunkWriter:
     def content(self, text: str) -> str:
         return self._line(self._choice({"content": text}))
 
-    def finish(self, response: AgentResponse) -> list[str]:
+    def finish(self, finish: str, usage: dict[str, int]) -> list[str]:
         """The last chunk, the usage chunk when asked, and `[DONE]`."""
-        lines = [self._line(self._choice({}, finish_reason(response.finish_reason)))]
+        lines = [self._line(self._choice({}, finish))]
         if self._include_usage:
-            lines.append(self._line([], usage_json(response.usage)))
+            lines.append(self._line([], usage))
         lines.append("data: [DONE]\n\n")
         return lines
 
@@ -198,21 +198,3 @@ class ChunkWriter:
         """A stream that cannot go on ends with an error chunk (the SDKs raise on it)."""
         _status, kind, code = describe(exc)
         return f"data: {json.dumps(error_body(exc.message, kind, code))}\n\n"
-
-
-def replay(cached: dict[str, Any], include_usage: bool) -> list[str]:
-    """A remembered `chat.completion` as the chunk stream a streamed repeat expects."""
-    choice = cached["choices"][0]
-    usage = cached.get("usage") or {}
-    writer = ChunkWriter(cached["id"], cached["created"], include_usage)
-    response = AgentResponse(
-        content=choice["message"]["content"] or "",
-        model=MODEL_ID,
-        provider="gateway",
-        finish_reason=choice["finish_reason"],
-        usage=Usage(**usage),
-    )
-    lines = [writer.role()]
-    if response.content:
-        lines.append(writer.content(response.content))
-    return lines + writer.finish(response)

@@ -6,8 +6,6 @@ configured provider chain and system prompt. Refusals come out in OpenAI's error
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -15,14 +13,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from open_clanker.core.types import Inbound
 from open_clanker.gateway.auth import require_token
+from open_clanker.gateway.idempotency import once
 from open_clanker.gateway.openai_errors import OpenAIRoute
 from open_clanker.gateway.openai_images import ImageReader
-from open_clanker.gateway.openai_stream import TurnRun, start_stream
+from open_clanker.gateway.openai_stream import Answer, AnswerRun, start_stream
 from open_clanker.gateway.openai_turns import (
     check_request,
     conversation,
     openai_inbound,
     session_name,
+    stored_completion,
+    turn_completion,
 )
 from open_clanker.gateway.openai_wire import (
     MODEL_ID,
@@ -31,25 +32,27 @@ from open_clanker.gateway.openai_wire import (
     ModelCard,
     ModelList,
     OpenAIErrorBody,
-    replay,
 )
-from open_clanker.gateway.routes.chat import check_length
+from open_clanker.gateway.routes.chat import check_length, idempotency_wait_s
 from open_clanker.gateway.runtime import Runtime
-from open_clanker.storage.store import Store
+from open_clanker.pipeline.context import ReplySink, Turn
 
 router = APIRouter(dependencies=[Depends(require_token)], route_class=OpenAIRoute)
 
 # Bodies may carry images as data URLs (base64, 10 MiB of images at most): more than 1 MiB.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 COMPLETIONS_PATH = "/v1/chat/completions"
+IDEMPOTENCY_SCOPE = "openai"  # /api/v1/chat's keys are scope "chat"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 _ERRORS = {
-    400: "Invalid request (invalid_request_error): bad JSON or fields, n > 1, tools",
+    400: "Invalid request (invalid_request_error): bad JSON or fields, n > 1, tools, an "
+    "Idempotency-Key reused for another request",
     401: "Missing or wrong bearer token (invalid_api_key)",
     404: "Another model than open-clanker (model_not_found)",
     413: "Text over max_message_chars, or a body too large",
+    409: "A request with this Idempotency-Key is still being answered",
     429: "Rate limited or locked out (rate_limit_exceeded); see Retry-After",
     502: "Every model provider failed (provider_error)",
     503: "Shutting down (not_ready)",
@@ -60,27 +63,42 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": OpenAIErrorBody, "description": _ERRORS[s]} for s in statuses}
 
 
-class CompletionMemo:
-    """`Idempotency-Key` for this route: a repeat gets the first answer, no second model call.
-    The one place that talks to the idempotency store; keys are scoped to the route."""
+def _answerer(
+    runtime: Runtime,
+    inbound: Inbound,
+    body: ChatCompletionRequest,
+    name: str | None,
+    idempotency_key: str | None,
+) -> Answer:
+    """The pipeline's turn for this request — or, with an `Idempotency-Key` already used, the
+    first request's answer. The one place that talks to the idempotency machinery; keys are
+    scoped to this route."""
 
-    def __init__(self, store: Store, key: str | None) -> None:
-        self._store = store
-        self._key = f"POST {COMPLETIONS_PATH} {key}" if key else None
+    async def answer(sink: ReplySink | None) -> dict[str, Any]:
+        async def run() -> Turn:
+            return await runtime.pipeline.handle(inbound, sink)
 
-    @property
-    def keep_if_keyed(self) -> Callable[[dict[str, Any]], Awaitable[None]] | None:
-        return self.keep if self._key is not None else None
+        if not idempotency_key:
+            return turn_completion(await run())
+        # The same messages and fields to the same session are the same request, streamed
+        # or not.
+        fields = body.model_dump(mode="json", exclude={"stream", "stream_options"})
+        fields["session"] = name
+        outcome = await once(
+            runtime.store.idempotency,
+            IDEMPOTENCY_SCOPE,
+            idempotency_key,
+            fields,
+            inbound,
+            run,
+            idempotency_wait_s(runtime),
+        )
+        if outcome.turn is not None:
+            return turn_completion(outcome.turn)
+        assert outcome.stored is not None
+        return stored_completion(outcome.stored)
 
-    async def recall(self) -> dict[str, Any] | None:
-        if self._key is None:
-            return None
-        cached = await self._store.idempotency.get(self._key)
-        return json.loads(cached) if cached is not None else None
-
-    async def keep(self, result: dict[str, Any]) -> None:
-        if self._key is not None:
-            await self._store.idempotency.put(self._key, json.dumps(result))
+    return answer
 
 
 @router.get(
@@ -104,7 +122,7 @@ async def models(request: Request) -> ModelList:
             "description": "A chat.completion, or chat.completion.chunk lines when stream is true",
             "content": {"text/event-stream": {}},
         },
-        **_errors(400, 401, 404, 413, 429, 502, 503),
+        **_errors(400, 401, 404, 409, 413, 429, 502, 503),
     },
     summary="Talk to the assistant in OpenAI's Chat Completions format",
 )
@@ -120,25 +138,11 @@ async def chat_completions(
     name = session_name(x_session_key)
     conv = conversation(body.messages)
     check_length(runtime, conv.newest.text)
-    memo = CompletionMemo(runtime.store, idempotency_key)
-    cached = await memo.recall()
-    if cached is not None:
-        if body.stream:
-            lines = replay(cached, body.include_usage)
-            return StreamingResponse(
-                iter(lines), media_type="text/event-stream", headers=STREAM_HEADERS
-            )
-        return JSONResponse(cached)
     images = await ImageReader(runtime.http).read_all(conv.image_urls)
     inbound = openai_inbound(body, conv, images, name, request.scope["state"].get("request_id"))
-    return await _answer(runtime, inbound, memo, body)
-
-
-async def _answer(
-    runtime: Runtime, inbound: Inbound, memo: CompletionMemo, body: ChatCompletionRequest
-) -> JSONResponse | StreamingResponse:
+    answer = _answerer(runtime, inbound, body, name, idempotency_key)
+    run = AnswerRun(inbound, answer, body.stream)
     headers = {"X-Session-Key": inbound.message.session}
-    run = TurnRun(runtime.pipeline, inbound, memo.keep_if_keyed, stream=body.stream)
     if not body.stream:
         return JSONResponse(await run.result(), headers=headers)
     chunks = await start_stream(run, body.include_usage)
