@@ -153,3 +153,47 @@ async def test_recovery_answers_with_the_context_the_client_sent(
     ]
     assert r.sent()["temperature"] == 0.2
     assert [m.text for m in stored] == ["Who am I?", "Hello from the double."]
+
+
+async def read_events(resp: aiohttp.ClientResponse, until: str) -> list[str]:
+    """SSE lines (without their blank separators) up to and including one starting `until`."""
+    lines: list[str] = []
+    while True:
+        line = (await resp.content.readline()).decode().rstrip("\n")
+        if line:
+            lines.append(line)
+            if line.startswith(until):
+                return lines
+
+
+async def test_a_silent_model_gets_keep_alives_then_its_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    think = asyncio.Event()  # the model answers once the test has seen the keep-alives
+    async with rig(monkeypatch) as r, aiohttp.ClientSession() as http:
+        r.double.script(Reply(text="At last.", hold=think), Reply(status=500, hold=think))
+        r.gw.app.state.sse_keepalive_s = 0.05
+        url = f"{r.v1}/chat/completions"
+        async with http.post(url, json=ask("slow", stream=True), headers=r.gw.auth) as resp:
+            assert resp.status == 200  # started before any text: the model is silent
+            first = await read_events(resp, ": keep-alive")
+            second = await read_events(resp, ": keep-alive")
+            think.set()
+            rest = await read_events(resp, "data: [DONE]")
+        think.clear()
+        async with http.post(url, json=ask("fails", stream=True), headers=r.gw.auth) as resp:
+            await read_events(resp, ": keep-alive")
+            think.set()
+            failed = await read_events(resp, 'data: {"error"')
+            after = await resp.read()
+    assert json.loads(first[0].removeprefix("data: "))["choices"][0]["delta"]["role"] == "assistant"
+    assert second == [": keep-alive"]
+    text = "".join(
+        json.loads(x.removeprefix("data: "))["choices"][0]["delta"].get("content") or ""
+        for x in rest[:-1]
+        if x.startswith("data: ")
+    )
+    assert text == "At last."
+    # A failure after the stream started: an error chunk (the SDKs raise it), no [DONE].
+    assert json.loads(failed[-1].removeprefix("data: "))["error"]["code"] == "provider_error"
+    assert after.strip() == b""  # and nothing after it: no [DONE]

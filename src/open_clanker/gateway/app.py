@@ -13,6 +13,7 @@ from open_clanker.gateway.hosts import HostPolicy
 from open_clanker.gateway.openai_errors import guard_error_body
 from open_clanker.gateway.routes import chat, message, openai_api, page, probes, sessions
 from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.security_headers import SecurityHeaders
 
 
 def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
@@ -54,6 +55,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         body_limits=body_limits,
         error_body=guard_error_body,
     )
+    app.add_middleware(SecurityHeaders)  # outermost: every answer gets them, refusals too
     return app
 
 

@@ -1,8 +1,10 @@
 """Running one OpenAI-API answer in its own task: awaited for a `chat.completion`, or relayed as
 `chat.completion.chunk` lines while the provider streams.
 
-A streamed answer starts only once the first text (or the answer itself) is there, so a refusal
-or a provider failure before any text is still a plain HTTP error the SDKs raise on.
+A streamed answer starts once the first text (or the answer itself) is there, or after one
+keep-alive interval of silence: a refusal or a provider failure before that is still a plain
+HTTP error the SDKs raise on, and a model that thinks for minutes still gets its stream started
+and kept alive (`: keep-alive` comments) before a proxy's idle timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ log = structlog.get_logger("open_clanker.gateway")
 # Produces the `chat.completion` (or raises the error the turn ended with), streaming into
 # the sink when there is one.
 Answer = Callable[[ReplySink | None], Coroutine[Any, Any, dict[str, Any]]]
-Event = tuple[str, str]  # ("delta", text) or ("reset", "")
+Event = tuple[str, str]  # ("delta", text), ("reset", ""), or SILENCE
+SILENCE: Event = ("silence", "")  # nothing for one keep-alive interval
+KEEPALIVE = ": keep-alive\n\n"
 
 # Referenced until done: a client that hangs up must not let its turn be collected.
 _RUNNING: set[asyncio.Task[Any]] = set()
@@ -62,48 +66,60 @@ class AnswerRun:
         does not cancel a reply that is being stored."""
         return await asyncio.shield(self.task)
 
-    async def next_event(self) -> Event | None:
-        """The next delta or reset, or None once the answer is there and nothing is left."""
+    async def next_event(self, silence_s: float) -> Event | None:
+        """The next delta or reset; SILENCE after `silence_s` without one; None once the
+        answer is there and nothing is left."""
         if not self.queue.empty():
             return self.queue.get_nowait()
         if self.task.done():
             return None
         waiter = asyncio.ensure_future(self.queue.get())
         try:
-            done, _ = await asyncio.wait({self.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {self.task, waiter}, timeout=silence_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             if not waiter.done():
                 waiter.cancel()
+        if not done:
+            return SILENCE
         if waiter in done:
             return waiter.result()
         return self.queue.get_nowait() if not self.queue.empty() else None
 
 
-async def start_stream(run: AnswerRun, include_usage: bool) -> AsyncIterator[str]:
-    """Waits for the first event; raises the answer's error if it came before any text.
-    Returns the chunk lines to send."""
-    first = await run.next_event()
+async def start_stream(
+    run: AnswerRun, include_usage: bool, keepalive_s: float
+) -> AsyncIterator[str]:
+    """Waits for the first event (at most `keepalive_s`); raises the answer's error if it came
+    before that. Returns the chunk lines to send."""
+    first = await run.next_event(keepalive_s)
     if first is None:
-        done = run.task.result()  # raises: an error before any text is a plain HTTP error
+        done = run.task.result()  # raises: an early error is a plain HTTP error
         # An Idempotency-Key repeat answers with the first request's id.
-        return _chunks(run, None, ChunkWriter(done["id"], done["created"], include_usage))
-    return _chunks(run, first, ChunkWriter(run.cid, run.created, include_usage))
+        writer = ChunkWriter(done["id"], done["created"], include_usage)
+        return _chunks(run, None, writer, keepalive_s)
+    return _chunks(run, first, ChunkWriter(run.cid, run.created, include_usage), keepalive_s)
 
 
-async def _chunks(run: AnswerRun, first: Event | None, writer: ChunkWriter) -> AsyncIterator[str]:
+async def _chunks(
+    run: AnswerRun, first: Event | None, writer: ChunkWriter, keepalive_s: float
+) -> AsyncIterator[str]:
     yield writer.role()
     shown = ""
     event = first
     while event is not None:
         kind, text = event
-        if kind == "reset" and shown:
+        if event is SILENCE:
+            yield KEEPALIVE  # a comment line: clients skip it, proxies see traffic
+        elif kind == "reset" and shown:
             # Text already sent would change: end with an error rather than show it twice.
             yield writer.error(ProviderError(REPLACED_TEXT, "gateway"))
             return
-        if kind == "delta" and text:
+        elif kind == "delta" and text:
             shown += text
             yield writer.content(text)
-        event = await run.next_event()
+        event = await run.next_event(keepalive_s)
     try:
         done = await run.result()
     except ClankerError as exc:

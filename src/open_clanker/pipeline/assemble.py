@@ -22,6 +22,7 @@ from open_clanker.pipeline.stages import (
     StatusFacts,
     StoreInbound,
 )
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.store import Store
 
 
@@ -51,6 +52,7 @@ def build_pipeline(
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
+    stopper = Stopper(bot_username)
     # Before storage: every message, as it arrives.
     intake: list[Stage] = [
         Dedupe(store),
@@ -67,7 +69,10 @@ def build_pipeline(
             config.agent.system_prompt,
             config.agent.max_tokens,
             config.agent.stream,
+            stopper,
         ),
     ]
     replica = replica or Replica(new_replica_id(), config.limits.lease_s, contested=False)
-    return Pipeline(intake, turn, store, bus, channels, replica, PairingDesk(store.access))
+    return Pipeline(
+        intake, turn, store, bus, channels, replica, PairingDesk(store.access), stopper=stopper
+    )

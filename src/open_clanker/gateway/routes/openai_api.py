@@ -33,7 +33,7 @@ from open_clanker.gateway.openai_wire import (
     ModelList,
     OpenAIErrorBody,
 )
-from open_clanker.gateway.routes.chat import check_length, idempotency_wait_s
+from open_clanker.gateway.routes.chat import SSE_KEEPALIVE_S, check_length, idempotency_wait_s
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.pipeline.context import ReplySink, Turn
 
@@ -145,7 +145,8 @@ async def chat_completions(
     headers = {"X-Session-Key": inbound.message.session}
     if not body.stream:
         return JSONResponse(await run.result(), headers=headers)
-    chunks = await start_stream(run, body.include_usage)
+    keepalive_s = getattr(request.app.state, "sse_keepalive_s", SSE_KEEPALIVE_S)
+    chunks = await start_stream(run, body.include_usage, keepalive_s)
     return StreamingResponse(
         chunks, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers}
     )
