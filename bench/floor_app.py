@@ -3,9 +3,10 @@
 Run: `.venv/bin/python -m bench.floor_app PORT DOUBLE_URL` (DOUBLE_URL like
 `http://127.0.0.1:9000/v1`). `POST /api/v1/chat` takes the gateway's body
 `{"text", "session"?, "stream"?}`, sends one OpenAI request to the double through one shared
-aiohttp ClientSession and returns the double's JSON, or relays its SSE stream. No auth, no
-storage, no history: the least any gateway must do. Same uvicorn settings as the gateway
-(uvloop + httptools, no access log).
+aiohttp ClientSession and returns the double's JSON, or relays its SSE stream.
+`POST /v1/chat/completions` does the same for an OpenAI request (the system prompt put first,
+the model name replaced). No auth, no storage, no history: the least any gateway must do. Same
+uvicorn settings as the gateway (uvloop + httptools, no access log).
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def make_app(double_url: str) -> Starlette:
 
     async def chat(request: Request) -> Response:
         body = await request.json()
-        stream = bool(body.get("stream"))
+        return await forward(bool(body.get("stream")), [{"role": "user", "content": body["text"]}])
+
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        return await forward(bool(body.get("stream")), body["messages"])
+
+    async def forward(stream: bool, messages: list[dict[str, object]]) -> Response:
         payload: dict[str, object] = {
             "model": "gpt-bench",
             "max_tokens": 1024,
-            "messages": [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": body["text"]},
-            ],
+            "messages": [{"role": "system", "content": SYSTEM}, *messages],
         }
         headers = {"authorization": "Bearer bench-key", "content-type": "application/json"}
         if not stream:
@@ -59,7 +63,12 @@ def make_app(double_url: str) -> Starlette:
 
         return StreamingResponse(relay(), media_type="text/event-stream")
 
-    return Starlette(routes=[Route("/api/v1/chat", chat, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route("/api/v1/chat", chat, methods=["POST"]),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -215,11 +215,12 @@ def load(
     warmup: int,
     max_s: float,
     offset: int = 0,
+    api: str = "chat",
 ) -> dict[str, Any]:
     cmd = [
         PY, "-m", "bench.load", "--url", base, "--token", TOKEN, "--count", str(count),
         "--concurrency", str(concurrency), "--warmup", str(warmup), "--sessions", str(SESSIONS),
-        "--max-seconds", str(max_s), "--offset", str(offset),
+        "--max-seconds", str(max_s), "--offset", str(offset), "--api", api,
     ]  # fmt: skip
     if stream:
         cmd.append("--stream")
@@ -375,6 +376,62 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
                 r = load(gbase, n, conc, False, 100, cap)
                 res["gateway_info"][name] = r
                 log(f"gateway(info) {name}: {r}")
+    return res
+
+
+# (row, api, concurrency, stream): /v1/chat/completions beside /api/v1/chat, same sessions.
+OPENAI_RUNS = (
+    ("chat_json_seq", "chat", 1, False),
+    ("openai_json_seq", "openai", 1, False),
+    ("chat_sse_seq", "chat", 1, True),
+    ("openai_sse_seq", "openai", 1, True),
+    ("chat_json_c50", "chat", 50, False),
+    ("openai_json_c50", "openai", 50, False),
+)
+
+
+OPENAI_ROUNDS = 3
+
+
+def openai_suite(q: bool) -> dict[str, Any]:
+    """The OpenAI-compatible route against /api/v1/chat on one gateway process, OPENAI_ROUNDS
+    rounds: each route alone (its server CPU per message), then both in one run, requests
+    alternating between them (each route's latency, under the same load at the same moment);
+    and both routes on the floor."""
+    n_seq, n_conc, cap = (300, 600, 6.0) if q else (1000, 2000, 10.0)
+    res: dict[str, Any] = {"floor": {}, "gateway": {name: [] for name, *_ in OPENAI_RUNS}}
+    res["alternate"] = {kind: [] for kind in ("json_seq", "sse_seq", "json_c50")}
+    with model_double() as double:
+        with floor_app(double) as (fbase, fpid):
+            for name, api, conc, stream in OPENAI_RUNS:
+                cpu0 = cpu_s(fpid)
+                n = n_seq if conc == 1 else n_conc
+                r = load(fbase, n, conc, stream, 100, cap, api=api)
+                r["server_cpu_s"] = round(cpu_s(fpid) - cpu0, 2)
+                r["server_msgs"] = 100 + r["sent"]
+                res["floor"][name] = r
+                log(f"floor {name}: {r}")
+        with gateway(double, "warning") as (gbase, gpid):
+            sent = 0
+            for api in ("chat", "openai"):  # both routes' 50 sessions filled to the history cap
+                sent += load(gbase, 400, 50, False, 0, cap, offset=sent, api=api)["sent"]
+            for rnd in range(OPENAI_ROUNDS):
+                for name, api, conc, stream in OPENAI_RUNS:
+                    cpu0 = cpu_s(gpid)
+                    n = n_seq if conc == 1 else n_conc
+                    r = load(gbase, n, conc, stream, 50, cap, offset=sent, api=api)
+                    r["server_cpu_s"] = round(cpu_s(gpid) - cpu0, 2)
+                    r["server_msgs"] = 50 + r["sent"]
+                    sent += r["server_msgs"]
+                    res["gateway"][name].append(r)
+                    log(f"gateway {name} (round {rnd + 1}): {r}")
+                for kind, conc, stream in (("json_seq", 1, False), ("sse_seq", 1, True),
+                                           ("json_c50", 50, False)):  # fmt: skip
+                    n = 2 * (n_seq if conc == 1 else n_conc)
+                    r = load(gbase, n, conc, stream, 50, 2 * cap, offset=sent, api="alternate")
+                    sent += 50 + r["sent"]
+                    res["alternate"][kind].append(r)
+                    log(f"gateway alternate {kind} (round {rnd + 1}): {r['by_api']}")
     return res
 
 
@@ -588,6 +645,10 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
             "target": "≤ 0.25 s: " + verdict(he["median_s"] <= T_HELP_S, f"{he['median_s'] / T_HELP_S:.2f}× the limit"),
         })  # fmt: skip
 
+    oa = res.get("openai")
+    if oa:
+        rows += openai_rows(oa)
+
     md = ["| measure | gateway | floor | result | target |", "| --- | --- | --- | --- | --- |"]
     md += [
         f"| {r['what']} | {r['gateway']} | {r['floor']} | {r['result']} | {r['target']} |"
@@ -612,6 +673,56 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         text += "\n\n| inclusive % | frame |\n| --- | --- |\n"
         text += "\n".join(f"| {p} | `{f}` |" for f, p in prof["inclusive"][:15])
     return text, rows
+
+
+def _cpu_ms(r: dict[str, Any]) -> float:
+    return 1000 * r["server_cpu_s"] / max(1, r["server_msgs"])
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in runs)
+
+
+def openai_rows(oa: dict[str, Any]) -> list[dict[str, str]]:
+    """Each OpenAI-route row against /api/v1/chat measured beside it (medians of the rounds).
+
+    The verdict is on latency from the runs where requests alternate between the two routes:
+    both meet the same machine at the same moment. Server CPU per message comes from runs of
+    one route alone and is shown with its range over the rounds: on a shared machine it varies
+    by ±15 % between rounds of the same route, more than any difference between the routes."""
+    rows = []
+    labels = {"json_seq": "JSON, sequential", "sse_seq": "SSE, sequential",
+              "json_c50": "JSON, 50 in flight"}  # fmt: skip
+    for kind, label in labels.items():
+        o, c = oa["gateway"][f"openai_{kind}"], oa["gateway"][f"chat_{kind}"]
+        fo = oa["floor"][f"openai_{kind}"]
+        o_cpus, c_cpus = [_cpu_ms(r) for r in o], [_cpu_ms(r) for r in c]
+        o_cpu, c_cpu = statistics.median(o_cpus), statistics.median(c_cpus)
+        alt = oa["alternate"][kind]
+
+        def lat(api: str, key: str, runs: list[dict[str, Any]] = alt) -> float:
+            return statistics.median(r["by_api"][api][key] for r in runs)
+
+        o50, c50, o99, c99 = (
+            lat("openai", "p50_ms"),
+            lat("chat", "p50_ms"),
+            lat("openai", "p99_ms"),
+            lat("chat", "p99_ms"),
+        )
+        cpu_d = 100 * (o_cpu / c_cpu - 1)
+        p50_d = 100 * (o50 / c50 - 1)
+        n = sum(r["by_api"]["openai"]["ok"] for r in alt)
+        rows.append({
+            "what": f"/v1/chat/completions {label}, beside /api/v1/chat",
+            "gateway": f"p50 {o50:.2f} ms, p99 {o99:.2f} ms (n={n}); CPU {o_cpu:.2f} ms/msg "
+                       f"({min(o_cpus):.2f}–{max(o_cpus):.2f})",
+            "floor": f"{fo['rps']:.0f} msg/s; p50 {fo['p50_ms']:.2f} ms; CPU {_cpu_ms(fo):.2f} ms/msg",
+            "result": f"/api/v1/chat: p50 {c50:.2f} ms, p99 {c99:.2f} ms; CPU {c_cpu:.2f} ms/msg "
+                      f"({min(c_cpus):.2f}–{max(c_cpus):.2f}). OpenAI route: p50 {p50_d:+.1f}%, "
+                      f"p99 {100 * (o99 / c99 - 1):+.1f}%, CPU {cpu_d:+.1f}%",
+            "target": "same cost within 10 % (p50, alternating): " + verdict(abs(p50_d) <= 10, f"{p50_d:+.1f}%"),
+        })  # fmt: skip
+    return rows
 
 
 def machine() -> dict[str, Any]:
@@ -639,7 +750,9 @@ def main() -> None:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-ws", action="store_true")
     p.add_argument("--ws", type=int, default=10_000, help="WebSockets to hold")
-    p.add_argument("--only", default="", help="comma list: chat,ws,launch,help,provider,footprint")
+    p.add_argument(
+        "--only", default="", help="comma list: chat,openai,ws,launch,help,provider,footprint"
+    )
     p.add_argument("--report", metavar="JSON", help="only rebuild the report from a results file")
     p.add_argument(
         "--whatif",
@@ -670,7 +783,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw_dir = Path(tempfile.mkdtemp(prefix="clanker-prof-"))
     only = set(filter(None, args.only.split(","))) or {
-        "chat", "ws", "launch", "help", "provider", "footprint"
+        "chat", "openai", "ws", "launch", "help", "provider", "footprint"
     }  # fmt: skip
     if args.no_ws:
         only.discard("ws")
@@ -689,6 +802,8 @@ def main() -> None:
         res["profiles"] = {
             f.stem: summarize_profile(f) for f in sorted(raw_dir.glob("*.raw")) if f.stat().st_size
         }
+    if "openai" in only:
+        res["openai"] = openai_suite(args.quick)
     if "ws" in only:
         try:
             res["ws"] = ws_suite(1000 if args.quick else args.ws)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from open_clanker.config.model import Config
 from open_clanker.gateway.app import create_app
@@ -23,6 +24,7 @@ class RunningGateway:
     base_url: str
     token: str
     runtime: Runtime
+    app: FastAPI
 
     @property
     def auth(self) -> dict[str, str]:
@@ -59,7 +61,7 @@ async def running_gateway(
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield RunningGateway(f"http://127.0.0.1:{port}", token, runtime)
+        yield RunningGateway(f"http://127.0.0.1:{port}", token, runtime, app)
     finally:
         server.should_exit = True
         await task

@@ -109,7 +109,7 @@ class OpenAIDouble:
         self.replies.extend(replies)
 
     async def start(self) -> str:
-        app = web.Application()
+        app = web.Application(client_max_size=32 * 1024 * 1024)  # images as data URLs, as OpenAI
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)

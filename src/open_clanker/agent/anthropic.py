@@ -68,6 +68,18 @@ def request_body(model: str, request: ProviderRequest, *, stream: bool) -> JSON:
         body["system"] = request.system_prompt
     if stream:
         body["stream"] = True
+    s = request.sampling
+    # Anthropic's temperature runs 0-1 (OpenAI's 0-2), and its newer models refuse temperature
+    # and top_p together: temperature wins.
+    if s.temperature is not None:
+        body["temperature"] = min(s.temperature, 1.0)
+    elif s.top_p is not None:
+        body["top_p"] = s.top_p
+    stops = [x for x in s.stop if x.strip()]  # Anthropic refuses whitespace-only sequences
+    if stops:
+        body["stop_sequences"] = stops
+    if s.user:
+        body["metadata"] = {"user_id": s.user}
     return body
 
 

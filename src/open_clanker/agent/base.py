@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from open_clanker.core.client_context import Sampling
 from open_clanker.core.types import AgentResponse, ChatTurn
 
 
@@ -14,6 +15,7 @@ class ProviderRequest:
     system_prompt: str
     turns: tuple[ChatTurn, ...]
     max_tokens: int
+    sampling: Sampling = field(default_factory=Sampling)  # an API client's temperature, stop...
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ which failures are retryable live in `wire_errors` as pure functions.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,6 +22,8 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 # Longest silence tolerated inside a stream; vendors send keep-alive pings well within this.
 STREAM_IDLE_S = 60.0
 CONNECT_S = 10.0
+# Above this aiohttp wants a stream it writes in chunks (a body with images as data URLs).
+LARGE_BODY_BYTES = 1024 * 1024
 
 
 def make_http_session() -> aiohttp.ClientSession:
@@ -58,10 +61,10 @@ async def post_json(
     client_timeout: aiohttp.ClientTimeout,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST a JSON body; yields a 2xx response. Errors while the caller reads it are mapped too."""
+    text = json.dumps(body)  # ASCII: as many bytes as characters
+    data: str | io.BytesIO = io.BytesIO(text.encode()) if len(text) > LARGE_BODY_BYTES else text
     try:
-        async with http.post(
-            url, data=json.dumps(body), headers=dict(headers), timeout=client_timeout
-        ) as resp:
+        async with http.post(url, data=data, headers=dict(headers), timeout=client_timeout) as resp:
             if resp.status >= 300:
                 raw = await resp.content.read(MAX_ERROR_BODY_BYTES)
                 raise error_from_status(

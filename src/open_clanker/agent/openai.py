@@ -62,6 +62,15 @@ def request_body(model: str, request: ProviderRequest, *, stream: bool) -> JSON:
     }
     if stream:
         body["stream_options"] = {"include_usage": True}
+    s = request.sampling
+    if s.temperature is not None:
+        body["temperature"] = s.temperature
+    if s.top_p is not None:
+        body["top_p"] = s.top_p
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if s.user:
+        body["user"] = s.user
     return body
 
 

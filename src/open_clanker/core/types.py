@@ -6,9 +6,12 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from open_clanker.core.client_context import ClientContext
 
 SessionKey = NewType("SessionKey", str)
 
@@ -99,6 +102,7 @@ class Inbound:
     `is_direct` marks a one-to-one chat; `addressed` that a group message mentions or replies
     to the bot. `reply_target` is the platform message id a reply should quote, if any.
     `parent_id` is the channel a thread belongs to: access follows the parent (Discord).
+    `client` is an API client's own context and sampling (the OpenAI-compatible API).
     """
 
     message: Message
@@ -109,6 +113,7 @@ class Inbound:
     thread_id: str | None = None
     parent_id: str | None = None
     request_id: str = field(default_factory=new_id)
+    client: ClientContext | None = None
 
 
 def session_key(channel: ChannelType, chat_id: str, thread_id: str | None = None) -> SessionKey:

@@ -10,7 +10,8 @@ from open_clanker import __version__
 from open_clanker.gateway.errors import install_error_handlers
 from open_clanker.gateway.guard import GatewayGuard
 from open_clanker.gateway.hosts import HostPolicy
-from open_clanker.gateway.routes import chat, message, page, probes, sessions
+from open_clanker.gateway.openai_errors import guard_error_body
+from open_clanker.gateway.routes import chat, message, openai_api, page, probes, sessions
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.security_headers import SecurityHeaders
 
@@ -29,6 +30,10 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
     app.include_router(chat.router)
     app.include_router(sessions.router)
     app.include_router(message.router)
+    body_limits: dict[str, int] = {}
+    if runtime.config.server.openai_api:  # SPEC §5.1; off: both routes answer 404
+        app.include_router(openai_api.router)
+        body_limits[openai_api.COMPLETIONS_PATH] = openai_api.MAX_BODY_BYTES
     webhook_paths = _mount_channel_routes(app, runtime)
     if runtime.config.channels.webchat.enabled:
         app.include_router(page.router)
@@ -40,10 +45,16 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
             CORSMiddleware,
             allow_origins=runtime.config.server.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Session-Key"],
         )
     policy = HostPolicy.build(bind_host, runtime.config.server.allowed_hosts)
-    app.add_middleware(GatewayGuard, hosts=policy, open_paths=webhook_paths)
+    app.add_middleware(
+        GatewayGuard,
+        hosts=policy,
+        open_paths=webhook_paths,
+        body_limits=body_limits,
+        error_body=guard_error_body,
+    )
     app.add_middleware(SecurityHeaders)  # outermost: every answer gets them, refusals too
     return app
 

@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -22,6 +22,12 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorBody = Callable[[str, str, str], dict[str, Any]]  # (path, code, message) -> JSON body
+
+
+def spec_error_body(_path: str, code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
 
 access_log = structlog.get_logger("open_clanker.access")
 
@@ -39,7 +45,7 @@ class _BodyRefused(HTTPException):
         self.status, self.code, self.message = status, code, message
 
 
-def _limited_receive(receive: Receive) -> Receive:
+def _limited_receive(receive: Receive, limit: int = MAX_BODY_BYTES) -> Receive:
     seen = 0
 
     async def wrapped() -> Message:
@@ -52,9 +58,9 @@ def _limited_receive(receive: Receive) -> Receive:
             ) from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
-            if seen > MAX_BODY_BYTES:
+            if seen > limit:
                 raise _BodyRefused(
-                    413, "request_too_large", f"The request body is over {MAX_BODY_BYTES} bytes."
+                    413, "request_too_large", f"The request body is over {limit} bytes."
                 )
         return message
 
@@ -78,10 +84,17 @@ def _assume_json(scope: Scope) -> None:
 
 class GatewayGuard:
     def __init__(
-        self, app: ASGIApp, hosts: HostPolicy, open_paths: frozenset[str] = frozenset()
+        self,
+        app: ASGIApp,
+        hosts: HostPolicy,
+        open_paths: frozenset[str] = frozenset(),
+        body_limits: Mapping[str, int] | None = None,
+        error_body: ErrorBody = spec_error_body,
     ) -> None:
         self.app = app
         self.hosts = hosts
+        self.body_limits = body_limits or {}  # paths allowed more than MAX_BODY_BYTES (images)
+        self.error_body = error_body  # the OpenAI-compatible routes answer in OpenAI's shape
         # Platform webhooks: called by the platform under the public name, authenticated by
         # their own secret header, never driven from a browser.
         self.open_paths = _UNGUARDED_PATHS | open_paths
@@ -98,17 +111,23 @@ class GatewayGuard:
         if path not in self.open_paths and not self.hosts.allows(host):
             await self._refuse_host(scope, send, host)
             return
-        if scope["type"] == "http" and scope.get("method") == "POST" and path.startswith("/api/"):
+        if (
+            scope["type"] == "http"
+            and scope.get("method") == "POST"
+            and path.startswith(("/api/", "/v1/"))
+        ):
             _assume_json(scope)
         if scope["type"] == "websocket":
             with structlog.contextvars.bound_contextvars(request_id=request_id):
                 await self.app(scope, receive, send)
             return
+        limit = self.body_limits.get(path, MAX_BODY_BYTES)
         length = _header(scope, b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await _send_json(
-                send, 413, "request_too_large", f"The request body is over {MAX_BODY_BYTES} bytes."
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            body = self.error_body(
+                path, "request_too_large", f"The request body is over {limit} bytes."
             )
+            await _send_json(send, 413, body)
             return
         started = time.perf_counter()
         status = 500
@@ -125,11 +144,12 @@ class GatewayGuard:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                await self.app(scope, _limited_receive(receive), send_wrapper)
+                await self.app(scope, _limited_receive(receive, limit), send_wrapper)
             except _BodyRefused as refused:
                 status = refused.status
                 if not response_started:
-                    await _send_json(send, refused.status, refused.code, refused.message)
+                    body = self.error_body(path, refused.code, refused.message)
+                    await _send_json(send, refused.status, body)
             finally:
                 if path != "/health":
                     # Path only: query strings never reach the log.
@@ -147,16 +167,13 @@ class GatewayGuard:
             await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
             await send({"type": "websocket.http.response.body", "body": b""})
             return
-        await _send_json(
-            send,
-            403,
-            "forbidden_host",
-            "This Host is not served here; add it to server.allowed_hosts.",
-        )
+        message = "This Host is not served here; add it to server.allowed_hosts."
+        body = self.error_body(scope.get("path", ""), "forbidden_host", message)
+        await _send_json(send, 403, body)
 
 
-async def _send_json(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+async def _send_json(send: Send, status: int, error: dict[str, Any]) -> None:
+    body = json.dumps(error).encode()
     await send(
         {
             "type": "http.response.start",

@@ -19,7 +19,9 @@ MAX_PENDING_PER_CHANNEL = 3
 RESEND_AFTER_S = 600.0
 
 # Channels governed by the gateway's bearer token rather than by who the sender is.
-TOKEN_CHANNELS = frozenset({ChannelType.API, ChannelType.WEBCHAT, ChannelType.CLI})
+TOKEN_CHANNELS = frozenset(
+    {ChannelType.API, ChannelType.OPENAI, ChannelType.WEBCHAT, ChannelType.CLI}
+)
 
 
 class Access(enum.Enum):

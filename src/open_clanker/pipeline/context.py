@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from open_clanker.core.client_context import client_to_json
 from open_clanker.core.errors import ClankerError
 from open_clanker.core.types import AgentResponse, Inbound, Message
 from open_clanker.storage.claims import Claim
@@ -61,7 +62,7 @@ class Turn:
     def context_json(self) -> dict[str, Any]:
         """What recovery needs to finish this message after a restart."""
         i = self.inbound
-        return {
+        context: dict[str, Any] = {
             "platform_id": i.platform_id,
             "is_direct": i.is_direct,
             "addressed": i.addressed,
@@ -69,3 +70,6 @@ class Turn:
             "thread_id": i.thread_id,
             "request_id": i.request_id,
         }
+        if i.client is not None:  # recovery answers with the context the client sent
+            context["client"] = client_to_json(i.client)
+        return context

@@ -23,6 +23,7 @@ from open_clanker.channels.base import (
     SupportsDrafts,
     SupportsTyping,
 )
+from open_clanker.core.client_context import Sampling, capped_max_tokens, model_turns
 from open_clanker.core.errors import MessageTooLongError, ProviderError, RateLimitError
 from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import AgentResponse, ChatTurn, Message, Role
@@ -134,10 +135,10 @@ class Limits:
             )
             turn.end(Ending.REFUSED, error=error, notice=error.message)
             return
-        # The API's rate limit counts per session; chat platforms count per sender.
+        # The APIs' rate limit counts per session; chat platforms count per sender.
         key = (
             f"session:{msg.session}"
-            if msg.channel_type.value == "api"
+            if msg.channel_type.value in ("api", "openai")
             else (f"{msg.channel_type.value}:{msg.sender}")
         )
         decision = self._limiter.check(key)
@@ -211,6 +212,10 @@ class SessionStage:
         if command is not None:
             turn.end(Ending.COMMAND, notice=await self._answer(command, turn))
             return
+        client = turn.inbound.client
+        if client is not None and client.history is not None:
+            turn.history = [msg]  # a stateless API client sent the whole context itself
+            return
         # The session's earlier exchanges (every one is finished: turns run in order), then
         # this message.
         earlier = await self._store.messages.history(msg.session, self._history_messages - 1)
@@ -278,9 +283,15 @@ class ModelCall:
 
     async def __call__(self, turn: Turn) -> None:
         history = turn.history or [turn.message]
+        client = turn.inbound.client  # an API client's own context (images already read)
         newest = ChatTurn(history[-1].role, history[-1].text, history[-1].metadata.attachments)
-        if newest.attachments:
+        if client is None and newest.attachments:
             newest = await self._resolve_attachments(turn, newest)
+        system = self._system_prompt
+        if client is not None and client.system_prompt is not None:
+            system = client.system_prompt
+        max_tokens = capped_max_tokens(client, self._max_tokens)
+        sampling = client.sampling if client else Sampling()
         started = time.perf_counter()
         drafts = self._draft_sink(turn)
         sink = drafts if drafts is not None else turn.sink if self._stream else None
@@ -288,10 +299,14 @@ class ModelCall:
 
         async def ask(sent: list[Message], sink: ReplySink | None) -> AgentResponse:
             turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in sent[:-1]]
+            turns.append(newest)
+            if client is not None:
+                turns = model_turns(client, turns)
             request = ProviderRequest(
-                system_prompt=self._system_prompt,
-                turns=(*turns, newest),
-                max_tokens=self._max_tokens,
+                system_prompt=system,
+                turns=tuple(turns),
+                max_tokens=max_tokens,
+                sampling=sampling,
             )
             return await (self._streamed(request, sink) if sink else self._chain.complete(request))
 
@@ -301,7 +316,7 @@ class ModelCall:
         async def call(sink: ReplySink | None) -> AgentResponse:
             # After a "context too long", once more with less history (overflow.py).
             return await ask_within_context(
-                history, self._system_prompt, lambda h: ask(h, sink), self._windows, sent
+                history, system, lambda h: ask(h, sink), self._windows, sent
             )
 
         try:

@@ -16,6 +16,7 @@ import time
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from open_clanker.core.client_context import client_from_json
 from open_clanker.core.tasks import cancel_and_wait
 from open_clanker.core.types import ChannelType, Inbound
 from open_clanker.pipeline.pipeline import Pipeline
@@ -77,6 +78,7 @@ class RecoverySweep:
                     reply_target=context.get("reply_target"),
                     thread_id=context.get("thread_id"),
                     request_id=str(context.get("request_id") or message.id),
+                    client=client_from_json(context.get("client")),
                 )
                 age = time.time() - message.timestamp.timestamp()
                 log.info("pending_resumed", message_id=message.id, age_s=round(age))
