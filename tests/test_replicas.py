@@ -165,6 +165,7 @@ async def test_one_telegram_poller_and_failover_after_kill_9(
         await eventually(lambda: len(telegram.sent) == 1, 20, "answered")
         polling = c.replicas[ids.index(holder)]
         standby = c.replicas[1 - ids.index(holder)]
+        assert telegram.conflicts == 0  # one poller at a time while both live
         polling.kill()
         telegram.push(update(message("after the kill", chat_id=77)))
         await eventually(
@@ -174,7 +175,9 @@ async def test_one_telegram_poller_and_failover_after_kill_9(
             answer_to("before"),
             answer_to("after the kill"),
         ]
-        assert telegram.conflicts == 0
+        # (The killed replica's last long poll may still be open at the double when the new
+        # holder polls; that one abandoned poll is the only conflict there can be.)
+        assert telegram.conflicts <= 1
         assert (await c.get(standby, "/ready"))["channels"]["telegram"]["receiver"] == (
             (await c.get(standby, "/api/v1/status"))["replica"]
         )
