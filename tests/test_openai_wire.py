@@ -197,3 +197,32 @@ async def test_a_silent_model_gets_keep_alives_then_its_chunks(
     # A failure after the stream started: an error chunk (the SDKs raise it), no [DONE].
     assert json.loads(failed[-1].removeprefix("data: "))["error"]["code"] == "provider_error"
     assert after.strip() == b""  # and nothing after it: no [DONE]
+
+
+async def test_an_answered_stateless_request_keeps_no_copy_of_the_conversation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client's messages are stored for recovery only; once answered they are dropped
+    from the message's context (a long conversation with images would pile up otherwise)."""
+    async with rig(monkeypatch) as r:
+        r.double.script(Reply(text="Noted."))
+        earlier = [
+            {"role": "user", "content": "a long earlier question " * 50},
+            {"role": "assistant", "content": "a long earlier answer " * 50},
+        ]
+        body = {"model": "open-clanker", "messages": [*earlier, {"role": "user", "content": "now"}]}
+        status, _headers, _raw = await post(r, body)
+        assert status == 200
+        await settled(r.gw)
+
+        def contexts(conn: Any) -> list[str]:
+            import sqlalchemy as sa
+
+            from open_clanker.storage.schema import messages
+
+            stmt = sa.select(messages.c.context_json).where(messages.c.role == "user")
+            return [row[0] for row in conn.execute(stmt)]
+
+        stored = await r.gw.runtime.store.db.read(contexts)
+    assert len(stored) == 1 and "client" not in json.loads(stored[0])
+    assert "a long earlier question" not in stored[0]

@@ -59,8 +59,9 @@ class Turn:
         for name, value in fields.items():
             setattr(self, name, value)
 
-    def context_json(self) -> dict[str, Any]:
-        """What recovery needs to finish this message after a restart."""
+    def context_json(self, *, keep_client: bool = True) -> dict[str, Any]:
+        """What recovery needs to finish this message after a restart (`keep_client=False`:
+        without an API client's conversation, once the message is answered)."""
         i = self.inbound
         context: dict[str, Any] = {
             "platform_id": i.platform_id,
@@ -70,6 +71,6 @@ class Turn:
             "thread_id": i.thread_id,
             "request_id": i.request_id,
         }
-        if i.client is not None:  # recovery answers with the context the client sent
+        if i.client is not None and keep_client:  # recovery answers with the client's context
             context["client"] = client_to_json(i.client)
         return context

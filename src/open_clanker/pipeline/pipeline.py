@@ -249,6 +249,10 @@ class Pipeline:
             answers_status=answered,
             turn=turn.claim,
             context=reply_context(turn.sent_tokens) if turn.sent_tokens else None,
+            # A stateless API client's conversation was kept only for recovery.
+            answered_context=turn.context_json(keep_client=False)
+            if turn.inbound.client is not None
+            else None,
         )
         turn.has_turn = False  # ended by that transaction, or lost before it
         if not stored:

@@ -268,11 +268,14 @@ class MessageStore:
         answers_status: str = Status.ANSWERED,
         turn: Claim | None = None,
         context: dict[str, Any] | None = None,
+        answered_context: dict[str, Any] | None = None,
     ) -> bool:
         """Store the reply, settle what it answers, queue its delivery and end the session's
         turn, atomically. False, and nothing written: the message was answered already or
         the turn was taken over (this replica's claim lapsed) — a second answer never lands.
-        `context`: what the reply row keeps about its request (storage/reply_usage.py)."""
+        `context`: what the reply row keeps about its request (storage/reply_usage.py).
+        `answered_context`: replaces the answered message's recovery context (an API client's
+        whole conversation, images included, is not worth keeping once it is answered)."""
         values_extra = {
             "answers_id": answers.id if answers else None,
             "response_json": response.model_dump_json() if response else None,
@@ -288,6 +291,7 @@ class MessageStore:
                 answers,
                 answers_status,
                 turn,
+                answered_context,
             )
         except StaleClaim:
             return False
@@ -303,11 +307,18 @@ class MessageStore:
         answers: Message | None,
         answers_status: str,
         turn: Claim | None,
+        answered_context: dict[str, Any] | None = None,
     ) -> None:
         if answers is not None:
             params = {"mid": answers.id, "new_status": answers_status}
             if not conn.execute(self._answer_stmt, params).rowcount:
                 raise StaleClaim(answers.id)
+            if answered_context is not None:
+                conn.execute(
+                    messages.update()
+                    .where(messages.c.id == answers.id)
+                    .values(context_json=json.dumps(answered_context))
+                )
         if turn is not None:
             self._claims.release_turn_in(conn, reply.session, turn)
         generation = self._touch_session(conn, reply)
