@@ -22,7 +22,9 @@ def gateway_url(explicit: str | None) -> str:
 
 
 def gateway_token() -> str | None:
-    env = os.environ.get("OPENCLAW_GATEWAY_TOKEN")
+    from open_clanker.core.secret_env import GATEWAY_TOKEN_ENV, secret_from_env
+
+    env = secret_from_env(os.environ, GATEWAY_TOKEN_ENV)  # or OPENCLAW_GATEWAY_TOKEN_FILE
     if env:
         return env
     from open_clanker.gateway.tokens import read_token_file
