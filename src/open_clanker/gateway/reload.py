@@ -96,7 +96,8 @@ class Reloader:
                 return await self._reload(trigger)
             except ClankerError as exc:
                 problems = [p for p in getattr(exc, "problems", []) if p != exc.message]
-                log.error("reload_refused", trigger=trigger, reason=exc.message, problems=problems)
+                reason = " ".join([exc.message, *problems])
+                log.error("reload_refused", trigger=trigger, reason=reason)
                 raise
 
     async def _reload(self, trigger: str) -> ReloadResult:
@@ -137,9 +138,9 @@ class Reloader:
         self._reconfigure_channels(plan)
         _set_level(level)
         restart = (*plan.restart_required, *unsupported)
-        log.info("config_reloaded", trigger=trigger, applied=applied or "nothing changed")
+        log.info("config_reloaded", trigger=trigger, applied=", ".join(applied) or "nothing")
         if restart:
-            log.warning("reload_needs_restart", keys=list(restart), detail="kept as they were")
+            log.warning("reload_needs_restart", keys=", ".join(restart), detail="kept as they were")
         return ReloadResult(tuple(applied), restart)
 
     def _unsupported_channels(self, plan: ReloadPlan) -> tuple[str, ...]:

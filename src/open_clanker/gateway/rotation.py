@@ -67,7 +67,11 @@ class TokenRotation:
             self._wake.set()
 
     async def refresh(self) -> None:
-        self.ring.replace(await self._store.all())
+        stored = await self._store.all()
+        known = len(self.ring)
+        self.ring.replace(stored)
+        if len(stored) != known:
+            log.info("tokens_loaded", count=len(stored))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="token-refresh")
