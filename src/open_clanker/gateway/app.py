@@ -16,6 +16,7 @@ from open_clanker.gateway.http_metrics import HttpMetrics
 from open_clanker.gateway.openapi import TAGS, install_openapi, operation_id
 from open_clanker.gateway.routes import chat, message, ops, page, probes, sessions
 from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.security_headers import SecurityHeaders
 from open_clanker.gateway.tracing_mw import TraceRequests
 
 
@@ -55,6 +56,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
     app.add_middleware(HeadAsGet)
     policy = HostPolicy.build(bind_host, runtime.config.server.allowed_hosts)
     app.add_middleware(GatewayGuard, hosts=policy, open_paths=webhook_paths)
+    app.add_middleware(SecurityHeaders)  # around the guard: every answer gets them, refusals too
     # Outermost (added last): every request is traced and counted, refused ones included.
     app.add_middleware(TraceRequests)
     app.add_middleware(HttpMetrics, observe=runtime.metrics.http_request)

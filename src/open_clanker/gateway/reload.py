@@ -115,7 +115,12 @@ class Reloader:
         swap_chain = agent_changed or agent != self._agent
         if swap_chain and not agent_changed:
             applied.append("agent (provider keys)")
-        if tokens.values != runtime.tokens.values and "server.auth_tokens" not in applied:
+        configured_changed = not (tokens.generated and runtime.tokens.generated)
+        if (
+            configured_changed
+            and tokens.values != runtime.tokens.values
+            and ("server.auth_tokens" not in applied)
+        ):
             applied.append("server.auth_tokens")
         unsupported = self._unsupported_channels(plan)
         # -- swap: from here to the end, no await, so no request sees half of it ----------
@@ -130,6 +135,7 @@ class Reloader:
             runtime.bus,
             runtime.chain,
             runtime.channels,
+            runtime.pipeline.stopper,
             lambda name: _bot_username(runtime, name),
             _limiter(runtime),
         )

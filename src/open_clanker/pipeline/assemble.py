@@ -22,6 +22,7 @@ from open_clanker.pipeline.stages import (
     StatusFacts,
     StoreInbound,
 )
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.store import Store
 
 
@@ -42,11 +43,13 @@ def build_stages(
     bus: EventBus,
     chain: ProviderChain,
     channels: Channels,
+    stopper: Stopper,
     bot_username: Callable[[str], str | None] = lambda _channel: None,
     limiter: RateLimiter | None = None,
 ) -> tuple[list[Stage], list[Stage]]:
     """The intake and turn stages for `config`; at start, and again at each reload (which
-    passes the running `limiter`, so senders' counts survive it)."""
+    passes the pipeline's `stopper` and the running `limiter`, so /stop and senders' counts
+    carry over)."""
 
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
@@ -70,6 +73,7 @@ def build_stages(
             config.agent.system_prompt,
             config.agent.max_tokens,
             config.agent.stream,
+            stopper,
         ),
     ]
     return intake, turn
@@ -86,6 +90,9 @@ def build_pipeline(
 ) -> Pipeline:
     """`replica`: this process's identity for claims; by default one that nobody contests
     (a single process on SQLite)."""
-    intake, turn = build_stages(config, store, bus, chain, channels, bot_username)
+    stopper = Stopper(bot_username)
+    intake, turn = build_stages(config, store, bus, chain, channels, stopper, bot_username)
     replica = replica or Replica(new_replica_id(), config.limits.lease_s, contested=False)
-    return Pipeline(intake, turn, store, bus, channels, replica, PairingDesk(store.access))
+    return Pipeline(
+        intake, turn, store, bus, channels, replica, PairingDesk(store.access), stopper=stopper
+    )

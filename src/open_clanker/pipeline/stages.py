@@ -36,13 +36,16 @@ from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.commands import (
     HELP_TEXT,
     NEW_TEXT,
+    NOTHING_TO_STOP_TEXT,
     START_TEXT,
+    STOPPED_TEXT,
     Command,
     parse_command,
 )
 from open_clanker.pipeline.context import Ending, ReplySink, Turn
 from open_clanker.pipeline.drafts import DraftSink
 from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.stopping import STOPPED, Stopper
 from open_clanker.storage.messages import Status
 from open_clanker.storage.store import Store
 
@@ -210,6 +213,8 @@ class SessionStage:
             )
         if command is Command.START:
             return START_TEXT
+        if command is Command.STOP:  # the stop itself ran before the session lock (stopping.py)
+            return STOPPED_TEXT if turn.stopped else NOTHING_TO_STOP_TEXT
         return HELP_TEXT
 
 
@@ -223,12 +228,14 @@ class ModelCall:
         system_prompt: str,
         max_tokens: int,
         stream: bool,
+        stopper: Stopper | None = None,
     ) -> None:
         self._chain = chain
         self._channels = channels
         self._system_prompt = system_prompt
         self._max_tokens = max_tokens
         self._stream = stream
+        self._stopper = stopper or Stopper()
 
     async def __call__(self, turn: Turn) -> None:
         turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in turn.history]
@@ -240,13 +247,16 @@ class ModelCall:
         started = time.perf_counter()
         drafts = self._draft_sink(turn)
         typing = self._start_typing(turn)
+        sink = drafts if drafts is not None else turn.sink if self._stream else None
+
+        async def call(sink: ReplySink | None) -> AgentResponse:
+            if sink is not None:
+                return await self._streamed(request, sink)
+            return await self._chain.complete(request)
+
         try:
-            if drafts is not None:
-                response = await self._streamed(request, drafts)
-            elif turn.sink is not None and self._stream:
-                response = await self._streamed(request, turn.sink)
-            else:
-                response = await self._chain.complete(request)
+            # /stop ends the call early and keeps what was streamed (stopping.py).
+            response = await self._stopper.run(turn.message.session, call, sink, self._stopped)
         except ProviderError as exc:
             log.warning(
                 "provider_failed", provider=exc.provider, status=exc.status_code, error=exc.message
@@ -259,6 +269,12 @@ class ModelCall:
                 turn.draft_id = drafts.message_id  # the reply's first part edits the draft
         latency = (time.perf_counter() - started) * 1000
         turn.response = response.model_copy(update={"latency_ms": round(latency, 3)})
+
+    def _stopped(self, text: str) -> AgentResponse:
+        primary = self._chain.primary
+        return AgentResponse(
+            content=text, model=primary.model, provider=primary.name, finish_reason=STOPPED
+        )
 
     async def _resolve_attachments(self, turn: Turn, chat_turn: ChatTurn) -> ChatTurn:
         """Images of the newest message, fetched from the platform so the model can see them.
