@@ -1,18 +1,28 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each makes .venv on first use.
+# `make run` installs the runtime only; `make test` adds the dev tools (linters, test
+# libraries, validators) on top. EXTRAS=postgres,redis adds those extras to `make run`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+EXTRAS ?=
 
-.PHONY: run test lint typecheck unit bench clean browser
+.PHONY: run test lint typecheck unit bench clean browser systemd
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.$(if $(EXTRAS),[$(EXTRAS)])'
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(RUNTIME)
+
+run: $(RUNTIME)
 	$(BIN)/open-clanker gateway
 
 lint: $(STAMP)
@@ -26,10 +36,15 @@ typecheck: $(STAMP)
 browser:
 	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium missing: browser tests will be skipped (run as root to install it)"
 
+# tests/test_deploy_manifests.py checks the unit with Debian's systemd-analyze (no systemd
+# needs to run); installed here like chromium. Without it that test fails and says so.
+systemd:
+	@command -v systemd-analyze >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; } || echo "systemd-analyze missing: the systemd unit test will fail (run as root to install it)"
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck browser unit
+test: lint typecheck browser systemd unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

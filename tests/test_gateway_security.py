@@ -91,8 +91,8 @@ async def test_metrics_count_messages_and_tokens() -> None:
             text = await r.text()
     assert 'clanker_messages_in_total{channel="api"} 2.0' in text
     assert 'clanker_messages_out_total{channel="api"} 2.0' in text
-    assert 'clanker_reply_latency_seconds_count{provider="echo"} 2.0' in text
-    assert 'clanker_provider_tokens_total{kind="completion",provider="echo"}' in text
+    assert 'clanker_reply_latency_seconds_count{model="echo",provider="echo"} 2.0' in text
+    assert 'clanker_provider_tokens_total{direction="output",model="echo",provider="echo"}' in text
     assert "clanker_websocket_connections" in text
 
 

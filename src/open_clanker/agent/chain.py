@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -92,6 +93,8 @@ class ProviderChain:
         self.providers = list(providers)
         self.max_retries = max_retries
         self._sleep = sleep
+        # Metrics hook (provider, model, seconds): a streamed attempt's first text arrived.
+        self.observe_first_token: Callable[[str, str, float], None] = lambda *_: None
 
     @property
     def primary(self) -> Provider:
@@ -121,6 +124,7 @@ class ProviderChain:
         for provider in self.providers:
             for attempt in range(self.max_retries + 1):
                 received = ""
+                attempt_started = time.perf_counter()
                 try:
                     # aclosing: the provider's HTTP response is released as soon as we stop.
                     async with _closing(provider.stream(request)) as events:
@@ -131,6 +135,9 @@ class ProviderChain:
                                 yield event
                                 return
                             if isinstance(event, TextDelta):
+                                if not received:
+                                    elapsed = time.perf_counter() - attempt_started
+                                    self.observe_first_token(provider.name, provider.model, elapsed)
                                 received += event.text
                                 out, shown = catch_up(shown, received)
                                 for item in out:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from open_clanker.agent.config import AgentConfig, FallbackConfig
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.secret_env import secret_from_env
 
 OLLAMA_URL = "http://127.0.0.1:11434/v1"
 
@@ -53,7 +54,7 @@ def find_key(provider: str, api_key_env: str, env: Mapping[str, str]) -> tuple[s
     """Returns (key, the env name it came from); ('', '') when none is set."""
     names = (api_key_env,) if api_key_env else KEY_ENV_NAMES.get(provider, ())
     for name in names:
-        value = env.get(name, "")
+        value = secret_from_env(env, name)  # NAME, or NAME_FILE naming a file that holds it
         if value:
             return value, name
     return "", ""

@@ -16,6 +16,7 @@ from open_clanker.agent.mapping import JSON
 from open_clanker.agent.select import ProviderChoice
 from open_clanker.agent.sse import SSEEvent
 from open_clanker.agent.wire_errors import incomplete_stream
+from open_clanker.core import tracing
 from open_clanker.core.errors import ProviderError
 from open_clanker.core.types import AgentResponse, Usage
 
@@ -95,7 +96,7 @@ class WireProvider(abc.ABC):
             self._http,
             self.name,
             self._url,
-            headers=self._headers,
+            headers={**self._headers, **tracing.outgoing_headers()},
             body=self.body(request, stream=False),
             client_timeout=request_timeout(self._timeout_s, streaming=False),
         ) as resp:
@@ -111,7 +112,11 @@ class WireProvider(abc.ABC):
                 self._http,
                 self.name,
                 self._url,
-                headers={**self._headers, "accept": "text/event-stream"},
+                headers={
+                    **self._headers,
+                    "accept": "text/event-stream",
+                    **tracing.outgoing_headers(),
+                },
                 body=body,
                 client_timeout=request_timeout(self._timeout_s, streaming=True),
             ) as resp:

@@ -22,7 +22,9 @@ def gateway_url(explicit: str | None) -> str:
 
 
 def gateway_token() -> str | None:
-    env = os.environ.get("OPENCLAW_GATEWAY_TOKEN")
+    from open_clanker.core.secret_env import GATEWAY_TOKEN_ENV, secret_from_env
+
+    env = secret_from_env(os.environ, GATEWAY_TOKEN_ENV)  # or OPENCLAW_GATEWAY_TOKEN_FILE
     if env:
         return env
     from open_clanker.gateway.tokens import read_token_file
@@ -47,7 +49,7 @@ def call(
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
-        raise ClankerError(_http_error_sentence(exc, token is not None)) from None
+        raise _refused(exc, token is not None) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise GatewayUnavailable(
@@ -56,16 +58,25 @@ def call(
         ) from None
 
 
-def _http_error_sentence(exc: urllib.error.HTTPError, had_token: bool) -> str:
+class GatewayRefused(ClankerError):
+    """The gateway answered with an error; `code` is its own (`config_invalid`, …)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _refused(exc: urllib.error.HTTPError, had_token: bool) -> GatewayRefused:
     try:
-        detail = json.loads(exc.read())["error"]["message"]
+        error = json.loads(exc.read())["error"]
+        detail, code = str(error["message"]), str(error["code"])
     except (ValueError, KeyError, TypeError):
-        detail = exc.reason
+        detail, code = str(exc.reason), "http_error"
     if exc.code == 401:
         hint = (
             "the token was refused; check OPENCLAW_GATEWAY_TOKEN"
             if had_token
             else "no token found; set OPENCLAW_GATEWAY_TOKEN or run on the gateway's machine"
         )
-        return f"The gateway refused the request: {hint}."
-    return f"The gateway answered {exc.code}: {detail}"
+        return GatewayRefused(f"The gateway refused the request: {hint}.", code)
+    return GatewayRefused(f"The gateway answered {exc.code}: {detail}", code)

@@ -37,6 +37,7 @@ from open_clanker.agent.select import (
 )
 from open_clanker.channels.discord.config import DiscordConfig
 from open_clanker.channels.telegram.config import TelegramConfig
+from open_clanker.cli import output
 from open_clanker.config.loader import LoadedConfig, load_config
 from open_clanker.config.model import Config
 from open_clanker.config.paths import data_dir, default_storage_url, token_file
@@ -65,10 +66,26 @@ def fail(name: str, detail: str, fix: str = "", *notes: str) -> Check:
     return Check(name, False, detail, fix, notes)
 
 
-def run_doctor(config_path: str | None, secrets_of: Callable[[Config], list[str]]) -> int:
-    """Print every check; the exit code is 0 when all passed, else 1."""
-    console = Console(highlight=False, soft_wrap=True)
+def run_doctor(
+    config_path: str | None, secrets_of: Callable[[Config], list[str]], json_out: bool = False
+) -> int:
+    """Print every check (one JSON document with `json_out`); 0 when all passed, else 1."""
     redactor = Redactor()
+    if json_out:
+        found: list[Check] = []
+        code = _run(config_path, secrets_of, redactor, lambda checks: found.extend(checks))
+        print_json(redactor, found)
+        return code
+    console = output.console(highlight=False, soft_wrap=True)
+    return _run(config_path, secrets_of, redactor, lambda checks: _print(console, redactor, checks))
+
+
+def _run(
+    config_path: str | None,
+    secrets_of: Callable[[Config], list[str]],
+    redactor: Redactor,
+    show: Callable[[list[Check]], None],
+) -> int:
     try:
         loaded = load_config(config_path)
     except ConfigError as exc:
@@ -79,14 +96,35 @@ def run_doctor(config_path: str | None, secrets_of: Callable[[Config], list[str]
             ),
             *check_data_dir(data_dir()),
         ]
-        _print(console, redactor, checks)
+        show(checks)
         return 1
     redactor.add(secrets_of(loaded.config))
     checks = [config_check(loaded), *check_data_dir(data_dir())]
-    _print(console, redactor, checks)
+    show(checks)  # before the network checks, which may take seconds
     later = asyncio.run(network_checks(loaded.config, os.environ))
-    _print(console, redactor, later)
+    show(later)
     return 0 if all(c.ok for c in checks + later) else 1
+
+
+def print_json(redactor: Redactor, checks: list[Check]) -> None:
+    def clean(text: str) -> str:
+        return redactor.redact(text)
+
+    output.emit(
+        {
+            "ok": all(c.ok for c in checks),
+            "checks": [
+                {
+                    "name": c.name,
+                    "ok": c.ok,
+                    "detail": clean(c.detail),
+                    "fix": clean(c.fix),
+                    "notes": [clean(n) for n in c.notes],
+                }
+                for c in checks
+            ],
+        }
+    )
 
 
 def _print(console: Console, redactor: Redactor, checks: list[Check]) -> None:

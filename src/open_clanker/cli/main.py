@@ -5,44 +5,32 @@ from __future__ import annotations
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from open_clanker import __version__
-
-if TYPE_CHECKING:
-    from open_clanker.config.loader import LoadedConfig
+from open_clanker.cli.ops_cmds import (
+    GatewayOpt,
+    call_gateway,
+    pairing_app,
+    reload_command,
+    token_app,
+)
+from open_clanker.cli.output import JsonOpt, emit, fail, json_mode, no_color
+from open_clanker.cli.state import load as _load
+from open_clanker.cli.state import state
 
 app = typer.Typer(
     name="open-clanker",
     help="Open Clanker: a small, fast, self-hosted AI assistant gateway.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, …)
     pretty_exceptions_enable=False,
 )
-pairing_app = typer.Typer(help="Manage who may talk to the assistant.", no_args_is_help=True)
 app.add_typer(pairing_app, name="pairing")
-
-
-class _State:
-    verbose: bool = False
-    config_path: str | None = None
-
-
-state = _State()
-
-GatewayOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--gateway-url", help="Gateway URL (env OPENCLAW_GATEWAY_URL).", show_default=False
-    ),
-]
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+app.add_typer(token_app, name="token")
+app.command("reload")(reload_command)
 
 
 def _version(value: bool) -> None:
@@ -65,21 +53,6 @@ def main(
     state.config_path = config
 
 
-def _load() -> LoadedConfig:
-    from open_clanker.config.loader import load_config
-    from open_clanker.core.errors import ConfigError
-
-    try:
-        loaded = load_config(state.config_path)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        for problem in exc.problems:
-            if problem != exc.message:
-                typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(1) from None
-    return loaded
-
-
 @app.command()
 def gateway(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
@@ -89,8 +62,10 @@ def gateway(
     """Run the gateway until SIGINT/SIGTERM, then drain in-flight work and exit 0."""
     import os
 
+    from open_clanker.config.loader import load_config
     from open_clanker.core.errors import ClankerError
     from open_clanker.core.logging import REDACTOR, resolve_level, setup_logging
+    from open_clanker.gateway.secrets import secret_values
 
     loaded = _load()
     config = loaded.config
@@ -99,7 +74,7 @@ def gateway(
         setup_logging(level, config.logging.format, config.logging.file)
     except ClankerError as exc:
         fail(exc.message)
-    REDACTOR.add(_secret_values(config))
+    REDACTOR.add(secret_values(config, os.environ))
     import structlog
 
     log = structlog.get_logger("open_clanker")
@@ -115,6 +90,8 @@ def gateway(
                 host or config.server.host,
                 port if port is not None else config.server.port,
                 tls,
+                load=lambda: load_config(state.config_path),  # raises: a reload is refused
+                verbose=state.verbose,
             )
         )
     except ClankerError as exc:
@@ -135,48 +112,13 @@ def _run_fast(coro: Coroutine[Any, Any, None]) -> None:
     uvloop.run(coro)
 
 
-def _secret_values(config) -> list[str]:  # type: ignore[no-untyped-def]
-    import os
-
-    from open_clanker.agent.select import KEY_ENV_NAMES
-
-    values = [t.get_secret_value() for t in config.server.auth_tokens]
-    for ch in (config.channels.telegram, config.channels.discord):
-        if ch is not None:
-            values.append(ch.bot_token.get_secret_value())
-    tg = config.channels.telegram
-    if tg is not None:
-        values.append(tg.webhook_secret.get_secret_value())
-    sl = config.channels.slack
-    if sl is not None:
-        values += [s.get_secret_value() for s in (sl.bot_token, sl.app_token, sl.signing_secret)]
-    names = [n for names in KEY_ENV_NAMES.values() for n in names]
-    names += [config.agent.api_key_env] + [f.api_key_env for f in config.agent.fallbacks]
-    values += [os.environ.get(n, "") for n in names if n]
-    from open_clanker.gateway.tokens import read_token_file
-
-    values.append(read_token_file() or "")
-    return [v for v in values if v]
-
-
 @app.command()
-def status(
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
-    gateway_url: GatewayOpt = None,
-) -> None:
+def status(json_out: JsonOpt = False, gateway_url: GatewayOpt = None) -> None:
     """Show the running gateway's status."""
-    from open_clanker.cli.client import call
-    from open_clanker.cli.client import gateway_url as resolve_url
-    from open_clanker.core.errors import ClankerError
-
-    try:
-        body = call(resolve_url(gateway_url), "GET", "/api/v1/status")
-    except ClankerError as exc:
-        fail(exc.message)
+    json_mode(json_out)
+    body = call_gateway(gateway_url, "GET", "/api/v1/status")
     if json_out:
-        import json
-
-        typer.echo(json.dumps(body, indent=2))
+        emit(body)
         return
     from open_clanker.cli.render import print_status
 
@@ -188,18 +130,16 @@ def send(
     channel: Annotated[str, typer.Option("--channel", help="telegram, discord, slack, …")],
     channel_id: Annotated[str, typer.Option("--channel-id", help="The chat to deliver to.")],
     message: Annotated[str, typer.Option("--message", help="The text to deliver.")],
+    json_out: JsonOpt = False,
     gateway_url: GatewayOpt = None,
 ) -> None:
     """Deliver a message to a chat through the running gateway (no model call)."""
-    from open_clanker.cli.client import call
-    from open_clanker.cli.client import gateway_url as resolve_url
-    from open_clanker.core.errors import ClankerError
-
+    json_mode(json_out)
     body = {"channel": channel, "channel_id": channel_id, "text": message}
-    try:
-        result = call(resolve_url(gateway_url), "POST", "/api/v1/message", body)
-    except ClankerError as exc:
-        fail(exc.message)
+    result = call_gateway(gateway_url, "POST", "/api/v1/message", body)
+    if json_out:
+        emit(result)
+        return
     typer.echo(f"Queued for delivery to {channel}:{channel_id} (id {result['id']}).")
 
 
@@ -220,9 +160,14 @@ def chat(
 
 
 @app.command("config-validate")
-def config_validate() -> None:
+def config_validate(json_out: JsonOpt = False) -> None:
     """Load and check the config; name every problem by its key path."""
+    json_mode(json_out)
     loaded = _load()
+    if json_out:
+        path = str(loaded.path) if loaded.path else None
+        emit({"valid": True, "path": path, "warnings": loaded.warnings})
+        return
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
     where = str(loaded.path) if loaded.path else "no config file (all defaults)"
@@ -230,21 +175,28 @@ def config_validate() -> None:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(json_out: JsonOpt = False) -> None:
     """Check the config, data dir, storage, model provider and channel tokens; exit 1 on a problem."""
-    from open_clanker.cli.doctor import run_doctor
+    import os
 
-    raise typer.Exit(run_doctor(state.config_path, _secret_values))
+    from open_clanker.cli.doctor import run_doctor
+    from open_clanker.gateway.secrets import secret_values
+
+    json_mode(json_out)
+    code = run_doctor(state.config_path, lambda c: secret_values(c, os.environ), json_out)
+    raise typer.Exit(code)
 
 
 @app.command("config-generate")
 def config_generate(
     path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path("config.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Write a commented default config (never secrets)."""
     from open_clanker.config.template import TEMPLATE
 
+    json_mode(json_out)
     if path.exists() and not force:
         fail(f"{path} already exists; use --force to overwrite it.")
     try:
@@ -252,48 +204,10 @@ def config_generate(
         path.write_text(TEMPLATE, encoding="utf-8")
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}.")
+    if json_out:
+        emit({"path": str(path)})
+        return
     typer.echo(f"Wrote {path}. Check it with: open-clanker config-validate -c {path}")
-
-
-@pairing_app.command("list")
-def pairing_list() -> None:
-    """Pending pairing codes and allowed senders."""
-    from open_clanker.cli.pairing import list_access
-
-    _run_store_command(list_access)
-
-
-@pairing_app.command("approve")
-def pairing_approve(
-    code: Annotated[str, typer.Argument(help="The code the sender received.")],
-) -> None:
-    """Approve a pending pairing code: its sender may talk from now on."""
-    from open_clanker.cli.pairing import approve
-
-    _run_store_command(lambda store: approve(store, code))
-
-
-@pairing_app.command("revoke")
-def pairing_revoke(
-    sender: Annotated[str, typer.Argument(help='"<channel>:<id>", as `pairing list` shows it.')],
-) -> None:
-    """Take away a sender's permission to talk."""
-    from open_clanker.cli.pairing import revoke
-
-    _run_store_command(lambda store: revoke(store, sender))
-
-
-def _run_store_command(fn) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
-    from open_clanker.cli.pairing import with_store
-    from open_clanker.core.errors import ClankerError
-
-    config = _load().config
-    try:
-        asyncio.run(with_store(config, fn))
-    except ClankerError as exc:
-        fail(exc.message)
 
 
 _VALUE_OPTIONS = frozenset(
@@ -306,6 +220,7 @@ _VALUE_OPTIONS = frozenset(
         "--host",
         "--port",
         "--gateway-url",
+        "--grace",
     }
 )
 
@@ -334,6 +249,11 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
+    if no_color():
+        # typer's help and error boxes come from rich: no escape codes at all, not even bold.
+        import typer.rich_utils
+
+        typer.rich_utils.COLOR_SYSTEM = None
     try:
         app(args=hoist_global_options(sys.argv[1:]))
     except KeyboardInterrupt:

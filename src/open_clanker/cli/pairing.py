@@ -5,61 +5,84 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-import typer
-
+from open_clanker.cli.output import console
 from open_clanker.config.model import Config
 from open_clanker.config.paths import default_storage_url
 from open_clanker.core.errors import InputError, NotFoundError
 from open_clanker.pipeline.access import PairingDesk
 from open_clanker.storage.store import Store
 
+T = TypeVar("T")
 
-async def with_store(config: Config, fn: Callable[[Store], Awaitable[None]]) -> None:
+
+async def with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
     store = await Store.open(config.storage.url or default_storage_url())
     try:
-        await fn(store)
+        return await fn(store)
     finally:
         await store.close()
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-async def list_access(store: Store) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _when(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
 
-    console = Console()
+
+async def list_access(store: Store) -> dict[str, Any]:
     codes = await store.access.pending_codes(time.time())
     allowed = await store.access.allowed()
+    return {
+        "pending": [
+            {
+                "code": c.code,
+                "sender": f"{c.channel}:{c.sender}",
+                "chat": c.chat_id,
+                "expires_at": _iso(c.expires_at),
+            }
+            for c in codes
+        ],
+        "allowed": [
+            {"sender": f"{a.channel}:{a.sender}", "since": _iso(a.added_at), "via": a.via}
+            for a in allowed
+        ],
+    }
+
+
+def print_access(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
     table = Table(title="Pending pairing codes")
     for col in ("code", "sender", "chat", "expires"):
         table.add_column(col)
-    for c in codes:
-        table.add_row(c.code, f"{c.channel}:{c.sender}", c.chat_id, _when(c.expires_at))
-    console.print(table if codes else "No pending pairing codes.")
+    for c in data["pending"]:
+        table.add_row(c["code"], c["sender"], c["chat"], _when(c["expires_at"]))
+    out.print(table if data["pending"] else "No pending pairing codes.")
     table = Table(title="Allowed senders")
     for col in ("sender", "since", "via"):
         table.add_column(col)
-    for a in allowed:
-        table.add_row(f"{a.channel}:{a.sender}", _when(a.added_at), a.via)
-    console.print(table if allowed else "No paired senders (see [access].allow in the config too).")
+    for a in data["allowed"]:
+        table.add_row(a["sender"], _when(a["since"]), a["via"])
+    out.print(
+        table if data["allowed"] else "No paired senders (see [access].allow in the config too)."
+    )
 
 
-async def approve(store: Store, code: str) -> None:
+async def approve(store: Store, code: str) -> dict[str, Any]:
     approved = await PairingDesk(store.access).approve(code)
     if approved is None:
         raise NotFoundError(
             f"No pending pairing code {code.strip().upper()!r}: it may have expired or been used."
         )
-    typer.echo(
-        f"Approved {approved.channel}:{approved.sender}; they can talk to the assistant now."
-    )
+    return {"approved": f"{approved.channel}:{approved.sender}", "code": approved.code}
 
 
-async def revoke(store: Store, sender: str) -> None:
+async def revoke(store: Store, sender: str) -> dict[str, Any]:
     channel, sep, ident = sender.partition(":")
     if not sep or not channel or not ident:
         raise InputError(
@@ -67,4 +90,4 @@ async def revoke(store: Store, sender: str) -> None:
         )
     if not await store.access.revoke(channel, ident):
         raise NotFoundError(f"{sender} is not a paired sender.")
-    typer.echo(f"Revoked {sender}.")
+    return {"revoked": sender}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+
+from open_clanker.cli import output
 
 
 def print_status(body: dict[str, Any]) -> None:
-    console = Console()
+    console = output.console()
     provider = body.get("provider", {})
     table = Table(title=f"Open Clanker {body.get('version', '?')}", show_header=False)
     table.add_column("key", style="bold")

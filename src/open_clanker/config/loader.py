@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from open_clanker.config.model import Config
 from open_clanker.config.paths import config_search_path
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.secret_env import FILE_SUFFIX, GATEWAY_TOKEN_ENV, secret_from_env
 
 ENV_PREFIX = "OPENCLAW_"
 
@@ -173,13 +174,16 @@ def _overlay_env(raw: dict[str, Any], env: os._Environ[str] | dict[str, str]) ->
         path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if not all(path):
             continue
+        if is_file_variable(path[-1]):  # OPENCLAW_STORAGE__URL_FILE=/run/secrets/db-url
+            path = (*path[:-1], path[-1][: -len(FILE_SUFFIX)])
+            value = secret_from_env(env, name[: -len(FILE_SUFFIX)])
         parent = _walk(raw, path[:-1], create=True)
         if parent is None:
             continue
         parent[path[-1]] = _parse_env_value(value)
         sources[".".join(path)] = name
     for name, path in SECRET_ENV_KEYS.items():
-        value = env.get(name, "")
+        value = secret_from_env(env, name)
         if not value:
             continue
         # A bot token enables its channel; other secrets only fill a section that exists.
@@ -187,7 +191,7 @@ def _overlay_env(raw: dict[str, Any], env: os._Environ[str] | dict[str, str]) ->
         if parent is not None and not parent.get(path[-1]):
             parent[path[-1]] = value
             sources[".".join(path)] = name
-    gateway_token = env.get("OPENCLAW_GATEWAY_TOKEN", "")
+    gateway_token = secret_from_env(env, GATEWAY_TOKEN_ENV)
     if gateway_token:
         server = _walk(raw, ("server",), create=True)
         if server is not None:
@@ -195,6 +199,11 @@ def _overlay_env(raw: dict[str, Any], env: os._Environ[str] | dict[str, str]) ->
             if isinstance(tokens, list) and gateway_token not in tokens:
                 server["auth_tokens"] = [*tokens, gateway_token]
     return sources
+
+
+def is_file_variable(key: str) -> bool:
+    """`url_file` names a file holding `url`; a key that is itself `file` (logging.file) does not."""
+    return key.endswith(FILE_SUFFIX.lower()) and len(key) > len(FILE_SUFFIX)
 
 
 def _parse_env_value(value: str) -> Any:

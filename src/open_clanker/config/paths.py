@@ -8,9 +8,11 @@ from pathlib import Path
 
 def config_search_path() -> list[Path]:
     """Candidates after `--config` and `$OPENCLAW_CONFIG`, first match wins."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    user = Path(xdg).expanduser() if xdg else Path.home() / ".config"
     return [
         Path("config.toml"),
-        Path.home() / ".config" / "open-clanker" / "config.toml",
+        user / "open-clanker" / "config.toml",
         Path("/etc/open-clanker/config.toml"),
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -115,7 +116,10 @@ def setup_logging(level: str = "info", fmt: str = "pretty", file: str = "") -> N
     console_renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # NO_COLOR (https://no-color.org): set and not empty turns colour off.
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        )
     )
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(_formatter(shared, console_renderer))

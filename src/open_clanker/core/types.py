@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from open_clanker.core.tracing import current_or_new_traceparent
+
 if TYPE_CHECKING:
     from open_clanker.core.client_context import ClientContext
 
@@ -114,6 +116,8 @@ class Inbound:
     parent_id: str | None = None
     request_id: str = field(default_factory=new_id)
     client: ClientContext | None = None
+    # W3C traceparent of the request that brought it, else a new trace (core/tracing.py).
+    traceparent: str = field(default_factory=current_or_new_traceparent)
 
 
 def session_key(channel: ChannelType, chat_id: str, thread_id: str | None = None) -> SessionKey:

@@ -7,13 +7,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from open_clanker import __version__
+from open_clanker.gateway.compression import Gzip
 from open_clanker.gateway.errors import install_error_handlers
 from open_clanker.gateway.guard import GatewayGuard
+from open_clanker.gateway.head import HeadAsGet
 from open_clanker.gateway.hosts import HostPolicy
+from open_clanker.gateway.http_metrics import HttpMetrics
 from open_clanker.gateway.openai_errors import guard_error_body
-from open_clanker.gateway.routes import chat, message, openai_api, page, probes, sessions
+from open_clanker.gateway.openapi import TAGS, install_openapi, operation_id
+from open_clanker.gateway.routes import chat, message, openai_api, ops, page, probes, sessions
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.security_headers import SecurityHeaders
+from open_clanker.gateway.tracing_mw import TraceRequests
 
 
 def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
@@ -23,16 +28,20 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         description="Self-hosted AI assistant gateway. Every /api route needs a bearer token.",
         docs_url=None,
         redoc_url=None,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(probes.router)
-    app.include_router(chat.router)
-    app.include_router(sessions.router)
-    app.include_router(message.router)
+    install_openapi(app)
+    app.include_router(probes.router, tags=["operations"])
+    app.include_router(chat.router, tags=["chat"])
+    app.include_router(sessions.router, tags=["sessions"])
+    app.include_router(message.router, tags=["delivery"])
+    app.include_router(ops.router, tags=["operations"])
     body_limits: dict[str, int] = {}
     if runtime.config.server.openai_api:  # SPEC §5.1; off: both routes answer 404
-        app.include_router(openai_api.router)
+        app.include_router(openai_api.router, tags=["openai"])
         body_limits[openai_api.COMPLETIONS_PATH] = openai_api.MAX_BODY_BYTES
     webhook_paths = _mount_channel_routes(app, runtime)
     if runtime.config.channels.webchat.enabled:
@@ -45,8 +54,17 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
             CORSMiddleware,
             allow_origins=runtime.config.server.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Session-Key"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Session-Key",
+                "traceparent",
+            ],
         )
+    if runtime.config.server.compression:
+        app.add_middleware(Gzip)
+    app.add_middleware(HeadAsGet)
     policy = HostPolicy.build(bind_host, runtime.config.server.allowed_hosts)
     app.add_middleware(
         GatewayGuard,
@@ -55,7 +73,10 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         body_limits=body_limits,
         error_body=guard_error_body,
     )
-    app.add_middleware(SecurityHeaders)  # outermost: every answer gets them, refusals too
+    app.add_middleware(SecurityHeaders)  # around the guard: every answer gets them, refusals too
+    # Outermost (added last): every request is traced and counted, refused ones included.
+    app.add_middleware(TraceRequests)
+    app.add_middleware(HttpMetrics, observe=runtime.metrics.http_request)
     return app
 
 

@@ -6,12 +6,21 @@ whatever it sends.
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from open_clanker.core.errors import AuthError, RateLimitError
 from open_clanker.gateway.client_ip import client_ip
 from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.tokens import Tokens
+
+# Declares the scheme in the OpenAPI document only (auto_error=False: it never refuses);
+# require_token below does the checking, with our error shape and the lockout.
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="A gateway token: `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -37,7 +46,9 @@ def locked_out_error(retry_after: float) -> RateLimitError:
     )
 
 
-async def require_token(request: Request) -> None:
+async def require_token(
+    request: Request, _scheme: HTTPAuthorizationCredentials | None = Security(BEARER)
+) -> None:
     runtime = request.app.state.runtime
     tokens: Tokens = runtime.tokens
     lockout: AuthLockout = runtime.lockout

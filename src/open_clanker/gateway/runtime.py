@@ -29,6 +29,7 @@ from open_clanker.core.types import ChannelType
 from open_clanker.gateway.instance_lock import InstanceLock
 from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.metrics import GatewayMetrics
+from open_clanker.gateway.rotation import TokenRotation, start_rotation
 from open_clanker.gateway.tokens import Tokens
 from open_clanker.pipeline.assemble import build_pipeline
 from open_clanker.pipeline.bus import EventBus
@@ -73,6 +74,7 @@ class Runtime:
     pruner: Pruner
     leases: dict[ChannelType, ReceiverLease] = field(default_factory=dict)
     instance_lock: InstanceLock | None = None
+    rotation: TokenRotation | None = None  # `token rotate` (gateway/rotation.py)
     started_at: float = field(default_factory=time.time)
     shutting_down: bool = False
     webchat_health: ChannelHealth = field(default_factory=ChannelHealth)
@@ -142,7 +144,8 @@ class Runtime:
             pruner=Pruner(store),
             instance_lock=lock,
         )
-        pipeline.observe = runtime.metrics.observe
+        runtime.metrics.attach(pipeline, chain, runtime.outbox, runtime.channel_health)
+        runtime.rotation = await start_rotation(store, tokens, bus)  # rotated tokens (ops)
         if config.channels.webchat.enabled:
             runtime.webchat_health.contact()
         heartbeat.start()
@@ -269,6 +272,8 @@ class Runtime:
             except Exception as exc:  # keep closing the rest
                 log.warning("channel_stop_failed", channel=channel.type.value, error=str(exc))
             channel.health.state = ChannelState.STOPPED
+        if self.rotation is not None:
+            await self.rotation.stop()
         await self.heartbeat.stop()
         try:
             # Hand what we still hold to the other replicas now, not after `lease_s`.

@@ -19,15 +19,17 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import structlog
 import uvicorn
 
+from open_clanker.config.loader import LoadedConfig
 from open_clanker.config.model import Config
 from open_clanker.core.errors import ConfigError
 from open_clanker.gateway.app import create_app
+from open_clanker.gateway.reload import Reloader, ReloadOnSignal
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.tokens import resolve_tokens
 
@@ -92,7 +94,15 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-async def serve(config: Config, host: str, port: int, tls: bool = False) -> None:
+async def serve(
+    config: Config,
+    host: str,
+    port: int,
+    tls: bool = False,
+    load: Callable[[], LoadedConfig] | None = None,
+    verbose: bool = False,
+) -> None:
+    """`load` re-reads the config for a reload (SIGHUP, `POST /api/v1/reload`)."""
     tokens = resolve_tokens(config, host)
     ssl_kwargs: dict[str, str] = {}
     if tls:
@@ -104,6 +114,8 @@ async def serve(config: Config, host: str, port: int, tls: bool = False) -> None
     actual_port = sock.getsockname()[1]
     runtime = await Runtime.start(config, tokens)
     app = create_app(runtime, bind_host=host)
+    reloader = Reloader(runtime, load or (lambda: LoadedConfig(config, None)), host, verbose)
+    app.state.reloader = reloader
     uv_config = uvicorn.Config(
         app,
         log_config=None,
@@ -134,6 +146,8 @@ async def serve(config: Config, host: str, port: int, tls: bool = False) -> None
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    reloads = ReloadOnSignal(reloader)
+    loop.add_signal_handler(signal.SIGHUP, reloads.trigger)
     try:
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         log.info("gateway_listening", host=host, port=actual_port, tls=tls)
@@ -157,6 +171,7 @@ async def serve(config: Config, host: str, port: int, tls: bool = False) -> None
         # Signal handlers stay until here: a second signal during any step exits at once.
         left = DRAIN_TIMEOUT_S if drain_until is None else max(drain_until - loop.time(), 0.0)
         await runtime.stop(left)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        await reloads.wait()
         sock.close()

@@ -5,18 +5,21 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from open_clanker.config.model import Config
 from open_clanker.config.paths import token_file
 from open_clanker.core.errors import ConfigError
+from open_clanker.gateway.token_ring import RotatedTokens
 
 
 @dataclass(frozen=True)
 class Tokens:
     values: tuple[str, ...]
     generated: bool  # True: the data dir's token is in use; the web chat link is printed
+    # Tokens made by `token rotate`, from the database (gateway/rotation.py).
+    rotated: RotatedTokens = field(default_factory=RotatedTokens, compare=False)
 
     def check(self, presented: str) -> bool:
         """Constant-time against every token, so timing says nothing about which one matched."""
@@ -24,6 +27,7 @@ class Tokens:
         candidate = presented.encode()
         for value in self.values:
             ok |= hmac.compare_digest(candidate, value.encode())
+        ok |= self.rotated.check(presented)
         return ok
 
     def __repr__(self) -> str:

@@ -38,27 +38,31 @@ def static_allow_entries(config: Config) -> list[str]:
     return entries
 
 
-def build_pipeline(
+def build_stages(
     config: Config,
     store: Store,
     bus: EventBus,
     chain: ProviderChain,
     channels: Channels,
+    stopper: Stopper,
     bot_username: Callable[[str], str | None] = lambda _channel: None,
-    replica: Replica | None = None,
-) -> Pipeline:
-    """`replica`: this process's identity for claims; by default one that nobody contests
-    (a single process on SQLite)."""
+    limiter: RateLimiter | None = None,
+) -> tuple[list[Stage], list[Stage]]:
+    """The intake and turn stages for `config`; at start, and again at each reload (which
+    passes the pipeline's `stopper` and the running `limiter`, so /stop and senders' counts
+    carry over)."""
 
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
-    stopper = Stopper(bot_username)
+    if limiter is None:
+        limiter = RateLimiter(config.limits.messages_per_minute)
+    limiter.per_minute = config.limits.messages_per_minute
     # Before storage: every message, as it arrives.
     intake: list[Stage] = [
         Dedupe(store),
         AccessCheck(config.access.dm_policy, StaticAllowList(static_allow_entries(config)), store),
-        Limits(RateLimiter(config.limits.messages_per_minute), config.server.max_message_chars),
+        Limits(limiter, config.server.max_message_chars),
         StoreInbound(store, bus),
     ]
     # The session's turn: one at a time per session, in the order messages were stored.
@@ -83,6 +87,22 @@ def build_pipeline(
             windows,
         ),
     ]
+    return intake, turn
+
+
+def build_pipeline(
+    config: Config,
+    store: Store,
+    bus: EventBus,
+    chain: ProviderChain,
+    channels: Channels,
+    bot_username: Callable[[str], str | None] = lambda _channel: None,
+    replica: Replica | None = None,
+) -> Pipeline:
+    """`replica`: this process's identity for claims; by default one that nobody contests
+    (a single process on SQLite)."""
+    stopper = Stopper(bot_username)
+    intake, turn = build_stages(config, store, bus, chain, channels, stopper, bot_username)
     replica = replica or Replica(new_replica_id(), config.limits.lease_s, contested=False)
     return Pipeline(
         intake, turn, store, bus, channels, replica, PairingDesk(store.access), stopper=stopper

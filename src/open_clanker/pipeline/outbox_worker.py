@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -61,6 +62,8 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Metrics hook (channel, outcome): "sent", "retry" or "failed".
+        self.observe_delivery: Callable[[str, str], None] = lambda _channel, _outcome: None
         if bus is not None:
             bus.on_notice(self._on_notice)
 
@@ -156,6 +159,7 @@ class OutboxWorker:
         if not await self._store.outbox.mark_sent(item.seq, owner):
             log.warning("delivery_claim_lost", seq=item.seq, chat=item.channel_id)
             return
+        self.observe_delivery(item.channel, "sent")
         log.info(
             "reply_delivered",
             channel=item.channel,
@@ -167,10 +171,12 @@ class OutboxWorker:
     async def _failed(self, item: OutboxItem, exc: ChannelError) -> None:
         if not exc.retryable or item.attempts + 1 >= MAX_ATTEMPTS:
             await self._store.outbox.mark_dead(item.seq, exc.message, self._replica.id)
+            self.observe_delivery(item.channel, "failed")
             log.error("delivery_failed", seq=item.seq, chat=item.channel_id, error=exc.message)
             return
         delay = retry_delay(item.attempts, exc.retry_after)
         await self._store.outbox.mark_retry(item.seq, delay, exc.message, self._replica.id)
+        self.observe_delivery(item.channel, "retry")
         log.warning(
             "delivery_retry",
             seq=item.seq,

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from open_clanker.channels.base import Channels
+from open_clanker.core import tracing
 from open_clanker.core.types import Inbound, SessionKey
 from open_clanker.pipeline.access import PairingDesk, pairing_text
 from open_clanker.pipeline.bus import EventBus
@@ -73,6 +74,11 @@ class Pipeline:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def replace_stages(self, intake: Sequence[Stage], turn: Sequence[Stage]) -> None:
+        """A reload's new stages (gateway/reload.py). A message already in a stage list keeps
+        iterating the old list, so turns under way finish on the settings they started with."""
+        self.intake, self.turn_stages = list(intake), list(turn)
 
     # -- the three ways in --------------------------------------------------------------------
 
@@ -129,6 +135,7 @@ class Pipeline:
             await stage(turn)
             if turn.ending is not None:
                 await self._refused(turn)
+                self.observe(turn, 0.0)  # metrics: refusals and duplicates count too
                 return False
         if self.stopper.is_stop(turn):
             # Now, not in its turn: it would wait behind the very answer it stops. Its own
@@ -310,12 +317,17 @@ class Pipeline:
 
     # -- bookkeeping --------------------------------------------------------------------------
 
-    def _bound(self, inbound: Inbound) -> contextlib.AbstractContextManager[None]:
-        return structlog.contextvars.bound_contextvars(
-            request_id=inbound.request_id,
-            message_id=inbound.message.id,
-            channel=inbound.message.channel_type.value,
-        )
+    @contextlib.contextmanager
+    def _bound(self, inbound: Inbound) -> Iterator[None]:
+        with (
+            structlog.contextvars.bound_contextvars(
+                request_id=inbound.request_id,
+                message_id=inbound.message.id,
+                channel=inbound.message.channel_type.value,
+            ),
+            tracing.bound_traceparent(inbound.traceparent),  # trace_id on every line (ops)
+        ):
+            yield
 
     def _spawn(self, coro: Coroutine[Any, Any, Turn]) -> None:
         task = asyncio.ensure_future(coro)

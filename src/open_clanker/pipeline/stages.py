@@ -126,6 +126,11 @@ class Limits:
         self._limiter = limiter
         self._max_chars = max_chars
 
+    @property
+    def limiter(self) -> RateLimiter:
+        """Handed to the stage a reload builds, so senders' counts carry over."""
+        return self._limiter
+
     async def __call__(self, turn: Turn) -> None:
         msg = turn.message
         if len(msg.text) > self._max_chars:

@@ -48,6 +48,10 @@ class RecoverySweep:
         self._every_s = every_s
         self._task: asyncio.Task[None] | None = None
 
+    def set_max_age(self, seconds: float) -> None:
+        """`limits.recovery_max_age_s` changed by a reload."""
+        self._max_age_s = seconds
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="recovery-sweep")
 

@@ -80,11 +80,17 @@ def _v4_replicas(conn: sa.Connection) -> None:
     conn.execute(sa.text("DROP TABLE IF EXISTS idempotency"))
 
 
+def _v5_gateway_tokens(conn: sa.Connection) -> None:
+    """Rotated gateway tokens, stored as hashes (`open-clanker token rotate`)."""
+    schema.gateway_tokens.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_outbox_edit_message_id),
     (3, _v3_outbox_request_id),
     (4, _v4_replicas),
+    (5, _v5_gateway_tokens),
 ]
 
 LATEST = MIGRATIONS[-1][0]

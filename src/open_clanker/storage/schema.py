@@ -159,3 +159,15 @@ leases = sa.Table(
     sa.Column("until", sa.Double, nullable=False),
     sa.Column("acquired_at", sa.Double, nullable=False),
 )
+
+# v5: gateway tokens made by `open-clanker token rotate`, kept as SHA-256 hashes (never the
+# token). Every replica sharing the database accepts them; `expires_at` NULL: no expiry yet.
+gateway_tokens = sa.Table(
+    "gateway_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("origin", sa.String(16), nullable=False),  # rotated | generated
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=True),
+)

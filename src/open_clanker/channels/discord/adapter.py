@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -283,6 +283,17 @@ class DiscordChannel:
             require_mention=self._scope.require_mention,
         )
         self.bot_username = user.name
+
+    def reconfigure(self, config: DiscordConfig) -> None:
+        """A reload's guild, allowed channels and mention rule (gateway/reload.py); the
+        connection stays as it is, the next message is filtered by the new scope."""
+        self.config = config
+        self._scope = replace(
+            self._scope,
+            guild_id=config.guild_id.strip(),
+            allowed_channels=frozenset(str(c).strip() for c in config.allowed_channels),
+            require_mention=config.require_mention,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 

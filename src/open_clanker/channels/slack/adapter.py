@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -352,6 +352,12 @@ class SlackChannel:
         self._contact()
         if first:
             log.info("slack_identified", bot=self.bot_username, team=me.get("team"))
+
+    def reconfigure(self, config: SlackConfig) -> None:
+        """A reload's mention rule (gateway/reload.py; allowed channels are the pipeline's)."""
+        self.config = config
+        if self._scope is not None:
+            self._scope = replace(self._scope, require_mention=config.require_mention)
 
     async def _ensure_identity(self) -> None:
         if self._scope is None:

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from open_clanker.gateway.auth import require_token
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.schemas import ERROR_RESPONSES
+from open_clanker.gateway.schemas_ops import ReadyResponse, StatusResponse
+from open_clanker.storage.outbox_depth import pending_by_channel
 
 router = APIRouter()
 
@@ -19,7 +21,14 @@ async def health() -> str:
     return "OK"
 
 
-@router.get("/ready", summary="Readiness: storage, provider and each channel")
+@router.get(
+    "/ready",
+    summary="Readiness: storage, provider and each channel",
+    responses={
+        200: {"model": ReadyResponse, "description": "ready or degraded"},
+        503: {"model": ReadyResponse, "description": "not_ready: storage down or shutting down"},
+    },
+)
 async def ready(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     storage_ok = await runtime.store.ping()
@@ -43,6 +52,7 @@ async def ready(request: Request) -> JSONResponse:
 @router.get(
     "/api/v1/status",
     dependencies=[Depends(require_token)],
+    response_model=StatusResponse,
     responses=ERROR_RESPONSES,
     summary="Version, uptime, provider, channels, counts",
 )
@@ -64,4 +74,6 @@ async def status(request: Request) -> dict[str, Any]:
 )
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
+    pending = await pending_by_channel(runtime.store.db)  # the outbox depth gauge, per scrape
+    runtime.metrics.set_outbox_depth([c.type.value for c in runtime.channels], pending)
     return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
