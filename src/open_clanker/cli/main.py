@@ -13,6 +13,7 @@ from open_clanker import __version__
 
 if TYPE_CHECKING:
     from open_clanker.config.loader import LoadedConfig
+    from open_clanker.config.model import Config
 
 app = typer.Typer(
     name="open-clanker",
@@ -94,14 +95,21 @@ def gateway(
 
     loaded = _load()
     config = loaded.config
+    # Before logging starts: no line, not even the first, may carry a secret.
+    REDACTOR.add(_secret_values(config))
     try:
         level = resolve_level(state.verbose, os.environ.get("OPENCLAW_LOG"), config.logging.level)
         setup_logging(level, config.logging.format, config.logging.file)
     except ClankerError as exc:
         fail(exc.message)
-    REDACTOR.add(_secret_values(config))
     import structlog
 
+    from open_clanker.config.paths import data_dir
+    from open_clanker.core.file_modes import PRIVATE_DIR, tighten
+
+    # Whatever the gateway or its libraries create (database, WAL, logs) is the owner's alone.
+    os.umask(0o077)
+    tighten(data_dir(), PRIVATE_DIR)
     log = structlog.get_logger("open_clanker")
     for warning in loaded.warnings:
         log.warning("config_key_renamed", detail=warning)
@@ -135,28 +143,10 @@ def _run_fast(coro: Coroutine[Any, Any, None]) -> None:
     uvloop.run(coro)
 
 
-def _secret_values(config) -> list[str]:  # type: ignore[no-untyped-def]
-    import os
+def _secret_values(config: Config) -> list[str]:
+    from open_clanker.gateway.secrets import secret_values
 
-    from open_clanker.agent.select import KEY_ENV_NAMES
-
-    values = [t.get_secret_value() for t in config.server.auth_tokens]
-    for ch in (config.channels.telegram, config.channels.discord):
-        if ch is not None:
-            values.append(ch.bot_token.get_secret_value())
-    tg = config.channels.telegram
-    if tg is not None:
-        values.append(tg.webhook_secret.get_secret_value())
-    sl = config.channels.slack
-    if sl is not None:
-        values += [s.get_secret_value() for s in (sl.bot_token, sl.app_token, sl.signing_secret)]
-    names = [n for names in KEY_ENV_NAMES.values() for n in names]
-    names += [config.agent.api_key_env] + [f.api_key_env for f in config.agent.fallbacks]
-    values += [os.environ.get(n, "") for n in names if n]
-    from open_clanker.gateway.tokens import read_token_file
-
-    values.append(read_token_file() or "")
-    return [v for v in values if v]
+    return secret_values(config)
 
 
 @app.command()

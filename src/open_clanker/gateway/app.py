@@ -42,7 +42,12 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     policy = HostPolicy.build(bind_host, runtime.config.server.allowed_hosts)
-    app.add_middleware(GatewayGuard, hosts=policy, open_paths=webhook_paths)
+    app.add_middleware(
+        GatewayGuard,
+        hosts=policy,
+        open_paths=webhook_paths,
+        cors_origins=tuple(runtime.config.server.cors_origins),
+    )
     return app
 
 

@@ -10,7 +10,7 @@ from open_clanker.config.model import Config
 from open_clanker.pipeline.access import PairingDesk, StaticAllowList
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.pipeline import Pipeline
-from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.ratelimit import limiter_for
 from open_clanker.pipeline.replica import Replica, new_replica_id
 from open_clanker.pipeline.stages import (
     AccessCheck,
@@ -55,7 +55,10 @@ def build_pipeline(
     intake: list[Stage] = [
         Dedupe(store),
         AccessCheck(config.access.dm_policy, StaticAllowList(static_allow_entries(config)), store),
-        Limits(RateLimiter(config.limits.messages_per_minute), config.server.max_message_chars),
+        Limits(
+            limiter_for(bus, config.bus.namespace, config.limits.messages_per_minute),
+            config.server.max_message_chars,
+        ),
         StoreInbound(store, bus),
     ]
     # The session's turn: one at a time per session, in the order messages were stored.

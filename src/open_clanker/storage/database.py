@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from open_clanker.core.errors import ConfigError
 from open_clanker.core.extras import require_extra
+from open_clanker.core.file_modes import secure_sqlite
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,7 +62,7 @@ class Database:
         if full.startswith("sqlite"):
             path = full.split(":///", 1)[1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                secure_sqlite(Path(path))  # 0600 from the first byte, -wal/-shm alike
             self._sync = sa.create_engine(
                 full,
                 connect_args={"timeout": 30, "check_same_thread": False},
