@@ -12,7 +12,7 @@ import uvicorn
 from open_clanker.config.model import Config
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.runtime import Runtime
-from open_clanker.gateway.server import WS_MAX_BYTES, bind_socket
+from open_clanker.gateway.server import WS_MAX_BYTES, bind_socket, guarded_protocols
 from open_clanker.gateway.tokens import Tokens
 
 TEST_TOKEN = "test-token-0123456789abcdef"
@@ -51,6 +51,7 @@ async def running_gateway(
             access_log=False,
             lifespan="off",
             ws_max_size=WS_MAX_BYTES,
+            **guarded_protocols(config),  # the gateway's own bounds on heads and connections
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

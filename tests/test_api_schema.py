@@ -26,7 +26,8 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     gw = GatewayProcess(env, root, free_port())
     gw.wait_healthy()
     try:
-        yield schemathesis.openapi.from_url(f"{gw.base_url}/openapi.json")
+        # The document itself needs the token (SPEC §5).
+        yield schemathesis.openapi.from_url(f"{gw.base_url}/openapi.json", headers=AUTH)
     finally:
         code, _out, err = gw.stop(signal.SIGTERM)
         assert code == 0, err[-2000:]

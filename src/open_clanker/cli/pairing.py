@@ -29,6 +29,7 @@ def _when(ts: float) -> str:
 
 async def list_access(store: Store) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -38,14 +39,19 @@ async def list_access(store: Store) -> None:
     for col in ("code", "sender", "chat", "expires"):
         table.add_column(col)
     for c in codes:
-        table.add_row(c.code, f"{c.channel}:{c.sender}", c.chat_id, _when(c.expires_at))
+        # Sender and chat ids come from the platforms: never read as rich markup.
+        table.add_row(
+            c.code, escape(f"{c.channel}:{c.sender}"), escape(c.chat_id), _when(c.expires_at)
+        )
     console.print(table if codes else "No pending pairing codes.")
     table = Table(title="Allowed senders")
     for col in ("sender", "since", "via"):
         table.add_column(col)
     for a in allowed:
-        table.add_row(f"{a.channel}:{a.sender}", _when(a.added_at), a.via)
-    console.print(table if allowed else "No paired senders (see [access].allow in the config too).")
+        table.add_row(escape(f"{a.channel}:{a.sender}"), _when(a.added_at), escape(a.via))
+    console.print(
+        table if allowed else escape("No paired senders (see [access].allow in the config too).")
+    )
 
 
 async def approve(store: Store, code: str) -> None:

@@ -10,7 +10,7 @@ from open_clanker import __version__
 from open_clanker.gateway.errors import install_error_handlers
 from open_clanker.gateway.guard import GatewayGuard
 from open_clanker.gateway.hosts import HostPolicy
-from open_clanker.gateway.routes import chat, message, page, probes, sessions
+from open_clanker.gateway.routes import chat, message, openapi_doc, page, probes, sessions
 from open_clanker.gateway.runtime import Runtime
 
 
@@ -21,6 +21,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         description="Self-hosted AI assistant gateway. Every /api route needs a bearer token.",
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # served by routes/openapi_doc.py, behind the token
     )
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -28,6 +29,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
     app.include_router(chat.router)
     app.include_router(sessions.router)
     app.include_router(message.router)
+    app.include_router(openapi_doc.router)
     webhook_paths = _mount_channel_routes(app, runtime)
     if runtime.config.channels.webchat.enabled:
         app.include_router(page.router)

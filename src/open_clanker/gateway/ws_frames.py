@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from open_clanker.core.errors import InputError, InvalidJSONError
 from open_clanker.core.logging import REDACTOR
+from open_clanker.core.text import CleanStr
 from open_clanker.core.types import AgentResponse, Message
 
 MAX_FRAME_BYTES = 1024 * 1024  # SPEC §5: a bigger frame closes the socket with 1009
@@ -34,8 +35,8 @@ class AuthFrame(_ClientFrame):
 class ChatFrame(_ClientFrame):
     type: Literal["chat"]
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    text: str = Field(min_length=1)
-    session: str | None = Field(None, max_length=MAX_SESSION_CHARS)
+    text: CleanStr = Field(min_length=1)  # NULs removed, as everywhere (core/text.py)
+    session: CleanStr | None = Field(None, max_length=MAX_SESSION_CHARS)
 
 
 class SubscribeFrame(_ClientFrame):
