@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -37,8 +38,11 @@ class _QuietServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    config: Config | None = None, token: str = TEST_TOKEN
+    config: Config | None = None,
+    token: str = TEST_TOKEN,
+    protocols: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningGateway]:
+    """`protocols`: uvicorn's `http`/`ws` classes; by default the gateway's own."""
     config = config or Config()
     runtime = await Runtime.start(config, Tokens((token,), generated=False))
     app = create_app(runtime)
@@ -51,7 +55,7 @@ async def running_gateway(
             access_log=False,
             lifespan="off",
             ws_max_size=WS_MAX_BYTES,
-            **guarded_protocols(config),  # the gateway's own bounds on heads and connections
+            **(protocols or guarded_protocols(config)),
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

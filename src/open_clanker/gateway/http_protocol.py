@@ -133,6 +133,7 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[asyncio.Protocol], 
         _slot: str | None = None
         _reading_head = True
         _head_bytes = 0
+        _head_tail = b""  # the last bytes seen, in case the blank line spans two reads
         _head_timer: asyncio.TimerHandle | None = None
         _upgraded = False
 
@@ -152,19 +153,20 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[asyncio.Protocol], 
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._reading_head:
+            if self._reading_head and not self._upgraded:
                 if self._head_bytes == 0:
                     self._arm_head_timer()
-                self._head_bytes += len(data)
+                # Measured before httptools sees the bytes, so it never holds more than the
+                # cap: up to the blank line that ends the head, or all of it while none came.
+                window = self._head_tail + data
+                end = window.find(b"\r\n\r\n")
+                taken = len(data) if end == -1 else end + 4 - len(self._head_tail)
+                if self._head_bytes + taken > limits.max_head_bytes:
+                    self._refuse(head_too_large)
+                    return
+                self._head_bytes += taken
+                self._head_tail = window[-3:]
             super().data_received(data)
-            # Checked after parsing: a chunk may end the head and carry body bytes after it.
-            if (
-                self._reading_head
-                and not self._upgraded
-                and self._head_bytes > limits.max_head_bytes
-                and not self.transport.is_closing()
-            ):
-                self._refuse(head_too_large)
 
         def on_headers_complete(self) -> None:
             self._reading_head = False
@@ -173,7 +175,8 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[asyncio.Protocol], 
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
-            self._reading_head, self._head_bytes = True, 0  # a pipelined request may follow
+            # A pipelined request may follow.
+            self._reading_head, self._head_bytes, self._head_tail = True, 0, b""
 
         def handle_websocket_upgrade(self) -> None:
             self._upgraded = True
@@ -206,6 +209,7 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[asyncio.Protocol], 
 
         def _refuse(self, response: bytes) -> None:
             self._disarm_head_timer()
+            self._reading_head = False
             self.transport.write(response)
             self.transport.close()
 
