@@ -86,9 +86,7 @@ def load_config(explicit: str | Path | None = None) -> LoadedConfig:
         raise ConfigError(f"The configuration{where} is invalid.", problems) from None
     problems = semantic_problems(config)
     if problems:
-        # One problem is one line; several get a heading and a line each.
-        heading = problems[0] if len(problems) == 1 else "The configuration is invalid."
-        raise ConfigError(heading, problems)
+        raise ConfigError("The configuration is invalid.", problems)
     return LoadedConfig(config=config, path=path, warnings=warnings)
 
 
