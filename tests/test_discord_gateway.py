@@ -32,7 +32,11 @@ FENCE = re.compile(r"^\s*```", re.MULTILINE)
 
 
 def dc_config(
-    double: DiscordDouble, *, agent: dict[str, Any] | None = None, **discord: Any
+    double: DiscordDouble,
+    *,
+    agent: dict[str, Any] | None = None,
+    access: dict[str, Any] | None = None,
+    **discord: Any,
 ) -> Config:
     section = {
         "bot_token": double.token,
@@ -42,7 +46,7 @@ def dc_config(
     }
     return Config.model_validate(
         {
-            "access": {"dm_policy": "pairing", "allow": [f"discord:{ALICE}"]},
+            "access": access or {"dm_policy": "pairing", "allow": [f"discord:{ALICE}"]},
             "agent": agent or {"provider": "echo"},
             "channels": {"webchat": {"enabled": False}, "discord": section},
         }
@@ -451,3 +455,58 @@ async def test_without_require_mention_every_message_in_an_allowed_channel_is_an
         await settled(gw)
     assert sent.content.endswith("You said: no mention needed")
     assert [s.channel_id for s in double.sent] == [GENERAL]
+
+
+async def test_an_allowed_or_paired_sender_does_not_open_a_channel_that_is_not_allowed(
+    double: DiscordDouble,
+) -> None:
+    # No allowed_channels filter at the adapter: access alone decides (SPEC §4.4).
+    async with echo_gateway(double, allowed_channels=[]) as gw:
+        await gw.runtime.store.access.allow("discord", str(BOB), "pairing")
+        await double.dispatch_message(
+            GENERAL, f"{mention()} hi from alice", author_id=ALICE, mentions=[BOT_ID]
+        )
+        await double.dispatch_message(
+            QUIET, f"{mention()} hi from bob", author_id=BOB, mentions=[BOT_ID]
+        )
+        await double.dispatch_message(DM, "and in a dm", author_id=ALICE)
+        sent = await double.wait_sent(timeout=10)
+        await settled(gw)
+    assert [s.channel_id for s in double.sent] == [DM]
+    assert sent.content.endswith("You said: and in a dm")
+
+
+async def test_a_channel_in_access_allow_is_answered_and_its_threads_follow_it(
+    double: DiscordDouble,
+) -> None:
+    access = {"dm_policy": "allowlist", "allow": [f"discord:{GENERAL}"]}
+    config = dc_config(double, access=access, allowed_channels=[])
+    async with running_gateway(config) as gw:
+        await double.wait_identified(timeout=10)
+        # BOB is allowed nowhere; the channel (and the thread under it) is.
+        await double.dispatch_message(
+            THREAD, f"{mention()} in the thread", author_id=BOB, mentions=[BOT_ID]
+        )
+        await double.dispatch_message(
+            QUIET, f"{mention()} not here", author_id=BOB, mentions=[BOT_ID]
+        )
+        await double.dispatch_message(
+            GENERAL, f"{mention()} in general", author_id=BOB, mentions=[BOT_ID]
+        )
+        await double.wait_sent(2, timeout=10)
+        await settled(gw)
+    assert sorted(s.channel_id for s in double.sent) == sorted([THREAD, GENERAL])
+
+
+async def test_open_policy_answers_any_channel_when_addressed(double: DiscordDouble) -> None:
+    config = dc_config(double, access={"dm_policy": "open"}, allowed_channels=[])
+    async with running_gateway(config) as gw:
+        await double.wait_identified(timeout=10)
+        await double.dispatch_message(QUIET, "chatter, not for the bot", author_id=BOB)
+        await double.dispatch_message(
+            OTHER_CHANNEL, f"{mention()} anyone?", author_id=BOB, mentions=[BOT_ID]
+        )
+        sent = await double.wait_sent(timeout=10)
+        await settled(gw)
+    assert [s.channel_id for s in double.sent] == [OTHER_CHANNEL]
+    assert sent.content.endswith("You said: anyone?")

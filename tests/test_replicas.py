@@ -233,3 +233,22 @@ async def test_cluster_is_a_cluster(tmp_path: Path, model: EchoModel) -> None:
         assert len(await c.history(b, "shared-store")) == 2
         ids = {(await c.get(r, "/api/v1/status"))["replica"] for r in c.replicas}
         assert len(ids) == 2
+
+
+async def test_stop_on_one_replica_ends_the_answer_running_on_another(
+    tmp_path: Path, model: EchoModel
+) -> None:
+    async with cluster(tmp_path, 2, model.base_url) as c:
+        a, b = c.replicas
+        text = "write me a novel [slow 20]"
+        answer = asyncio.create_task(c.chat(a, text, "novel"))
+        await eventually(lambda: model.asked(text), 10, "A called the model")
+        async with c.http.post(b.base_url + "/api/v1/sessions/novel/stop", headers=c.auth) as r:
+            assert r.status == 200
+            assert await r.json() == {"session": "api:novel", "stopped": True}
+        status, body = await asyncio.wait_for(answer, 10)  # long before the model's 20 s
+        assert status == 200 and body["reply"]["finish_reason"] == "stopped"
+        history = await c.history(b, "novel")
+        assert [m["role"] for m in history] == ["user", "assistant"]
+        async with c.http.post(b.base_url + "/api/v1/sessions/novel/stop", headers=c.auth) as r:
+            assert (await r.json())["stopped"] is False  # nothing runs now

@@ -35,6 +35,7 @@ from tests.doubles.telegram_double import (
 FAST = PollTiming(poll_timeout_s=1, stall_after_s=5.0, backoff_min_s=0.05, backoff_max_s=0.2)
 ALLOWED = 42
 GROUP = -100777
+OTHER_GROUP = -100888  # a group nobody allowed
 
 
 class LongMarkdownProvider:
@@ -100,11 +101,16 @@ class Gateway:
 
 
 async def _gateway(
-    tmp_path: Path, double: TelegramDouble, provider: object, **tg_config: object
+    tmp_path: Path,
+    double: TelegramDouble,
+    provider: object,
+    policy: str = "pairing",
+    **tg_config: object,
 ) -> AsyncIterator[Gateway]:
     tg_conf = config_for(double, allowed_chats=[ALLOWED, GROUP], **tg_config)
     config = Config(
-        access=AccessConfig(dm_policy="pairing"), channels=ChannelsConfig(telegram=tg_conf)
+        access=AccessConfig.model_validate({"dm_policy": policy}),
+        channels=ChannelsConfig(telegram=tg_conf),
     )
     store = await Store.open(f"sqlite:///{tmp_path}/t.db")
     tg = TelegramChannel(tg_conf, timing=FAST)
@@ -208,6 +214,43 @@ async def test_group_answers_only_when_mentioned_and_quotes_the_user(gw: Gateway
     assert len(gw.sent_to(GROUP)) == 1
     assert reply.text == f"{ECHO_LABEL} You said: what now?"
     assert reply.reply_to == 4242
+
+
+async def test_a_group_that_is_not_allowed_is_ignored_even_for_allowed_senders(
+    gw: Gateway,
+) -> None:
+    await gw.store.access.allow("telegram", "7", "pairing")  # bob is paired
+    for sender in (user(ALLOWED, "alice"), user(7, "bob")):  # allowed, paired
+        asked = message(
+            f"@{BOT_USERNAME} answer me here?",
+            chat_id=OTHER_GROUP,
+            chat_type="supergroup",
+            sender=sender,
+        )
+        gw.double.push(update(asked))
+    here = message(
+        f"@{BOT_USERNAME} and here?", chat_id=GROUP, chat_type="supergroup", sender=user(9)
+    )
+    gw.double.push(update(here))
+    (reply,) = await gw.wait_sent(GROUP, 1)
+    await gw.settle()
+    assert reply.text == f"{ECHO_LABEL} You said: and here?"  # a stranger, in an allowed group
+    assert gw.sent_to(OTHER_GROUP) == []
+    assert await gw.store.access.pending_codes(0) == []  # and no pairing code in a group
+
+
+async def test_open_policy_answers_any_group_when_addressed(
+    tmp_path: Path, double: TelegramDouble
+) -> None:
+    async for gw in _gateway(tmp_path, double, EchoProvider(), policy="open"):
+        chatter = message("not for the bot", chat_id=OTHER_GROUP, chat_type="group")
+        gw.double.push(update(chatter))
+        asked = message(f"@{BOT_USERNAME} anyone?", chat_id=OTHER_GROUP, chat_type="group")
+        gw.double.push(update(asked))
+        (reply,) = await gw.wait_sent(OTHER_GROUP, 1)
+        await gw.settle()
+        assert reply.text == f"{ECHO_LABEL} You said: anyone?"
+        assert len(gw.sent_to(OTHER_GROUP)) == 1
 
 
 async def test_forum_topic_reply_stays_in_its_topic(gw: Gateway) -> None:

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_kit import MARKS, expect, launch, open_chat, other_origin, send
+from tests.doubles.openai_double import OpenAIDouble, Reply
 from tests.test_ws import TOKEN, Gateway, run_gateway
 
-CHROMIUM = Path("/usr/bin/chromium")
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-if not CHROMIUM.exists() and os.environ.get("CI"):
-    # On CI `make test` installs chromium first; a missing browser there is a failure, not a skip.
-    raise RuntimeError("CI run without /usr/bin/chromium: `make browser` should have installed it")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
-]
-
-playwright_api = pytest.importorskip("playwright.async_api")
-expect = playwright_api.expect
+pytestmark = MARKS
 
 
 @pytest.fixture
@@ -36,38 +24,8 @@ async def gateway(tmp_path: Path, data_dir: Path) -> AsyncIterator[Gateway]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-async def open_chat(browser: Any, gw: Gateway, **context: Any) -> Any:
-    page = await (await browser.new_context(**context)).new_page()
-    await page.goto(f"{gw.http}/#token={TOKEN}")
-    await expect(page.locator("#status")).to_have_attribute("data-state", "online")
-    return page
-
-
-async def send(page: Any, text: str, replies: int) -> None:
-    """Type TEXT, press Enter, wait for the REPLIES-th assistant answer to finish."""
-    await page.locator("#input").fill(text)
-    await page.locator("#input").press("Enter")
-    done = page.locator(".msg.assistant:not(.streaming)")
-    await expect(done).to_have_count(replies)
-    await expect(page.locator("#input")).to_be_enabled()
+    async with launch() as chromium:
+        yield chromium
 
 
 async def test_streamed_reply_appears_and_token_leaves_the_url(
@@ -179,69 +137,64 @@ async def test_banner_when_gateway_goes_away(browser: Any, tmp_path: Path, data_
     await expect(page.locator("#status")).to_have_attribute("data-state", "offline")
 
 
-@pytest.mark.parametrize(
-    ("name", "viewport"),
-    [
-        ("webchat.png", {"width": 1280, "height": 800}),
-        ("webchat-mobile.png", {"width": 390, "height": 844}),
-    ],
-)
-async def test_screenshot(
-    browser: Any, gateway: Gateway, tmp_path: Path, name: str, viewport: dict[str, int]
-) -> None:
-    page = await open_chat(browser, gateway, viewport=viewport, device_scale_factor=1)
-    await send(page, "What can you do?", replies=1)
-    await send(
-        page,
-        "Show me a **list** and some code:\n\n1. Read the `config`\n2. Start the gateway\n\n"
-        "```bash\nopen-clanker gateway --port 18789\n```",
-        replies=2,
-    )
-    await expect(page.locator(".session")).to_have_count(1)
-    out = DOCS if os.environ.get("OPENCLAW_TEST_SCREENSHOTS") else tmp_path
-    out.mkdir(exist_ok=True)
-    await page.screenshot(path=str(out / name))
-
-
 async def test_page_from_another_origin_cannot_drive_the_gateway(
     browser: Any, gateway: Gateway
 ) -> None:
     """A site the user visits (here: another port on loopback, so another origin) tries the
     API and the WebSocket with a stolen token; the browser and the gateway refuse both."""
-    from aiohttp import web
-
-    async def evil_page(_request: web.Request) -> web.Response:
-        return web.Response(text="<h1>evil</h1>", content_type="text/html")
-
-    evil = web.Application()
-    evil.router.add_get("/", evil_page)
-    runner = web.AppRunner(evil, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    evil_url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-    try:
+    script = """async ([base, token]) => {
+        const out = {};
+        try {
+            const r = await fetch(base + "/api/v1/chat", {method: "POST",
+                headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+                body: JSON.stringify({text: "from evil"})});
+            out.api = "status " + r.status;
+        } catch (e) { out.api = "blocked"; }
+        out.ws = await new Promise((resolve) => {
+            const ws = new WebSocket(base.replace("http", "ws") + "/ws");
+            ws.onopen = () => { ws.send(JSON.stringify({type: "auth", token})); };
+            ws.onmessage = (ev) => resolve("message " + ev.data);
+            ws.onerror = () => resolve("refused");
+            ws.onclose = () => resolve("refused");
+        });
+        return out;
+    }"""
+    async with other_origin("<h1>evil</h1>") as evil_url:
         page = await (await browser.new_context()).new_page()
         await page.goto(evil_url)
-        script = """async ([base, token]) => {
-            const out = {};
-            try {
-                const r = await fetch(base + "/api/v1/chat", {method: "POST",
-                    headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-                    body: JSON.stringify({text: "from evil"})});
-                out.api = "status " + r.status;
-            } catch (e) { out.api = "blocked"; }
-            out.ws = await new Promise((resolve) => {
-                const ws = new WebSocket(base.replace("http", "ws") + "/ws");
-                ws.onopen = () => { ws.send(JSON.stringify({type: "auth", token})); };
-                ws.onmessage = (ev) => resolve("message " + ev.data);
-                ws.onerror = () => resolve("refused");
-                ws.onclose = () => resolve("refused");
-            });
-            return out;
-        }"""
         result = await page.evaluate(script, [gateway.http, TOKEN])
-    finally:
-        await runner.cleanup()
     assert result == {"api": "blocked", "ws": "refused"}
     assert await gateway.runtime.store.messages.list_sessions(10) == []  # nothing got through
+
+
+async def test_stop_button_ends_a_streaming_answer(
+    browser: Any, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENCLAW_OPENAI_API_KEY", "sk-test")
+    async with OpenAIDouble() as double:
+        # Three words, then the model goes quiet for an hour: only Stop ends this answer.
+        double.script(Reply(text="Once upon a time, there was more", stall_after=3))
+        agent = {"provider": "openai", "base_url": double.base_url}
+        async with run_gateway(tmp_path, agent=agent) as gw:
+            page = await open_chat(browser, gw)
+            await expect(page.locator("#stop")).to_be_hidden()
+            await page.locator("#input").fill("Tell me a long story")
+            await page.locator("#input").press("Enter")
+            answer = page.locator(".msg.assistant").last
+            await expect(answer).to_have_class("msg assistant streaming")
+            await expect(answer.locator(".bubble")).to_have_text("Once upon a")
+            await expect(page.locator("#send")).to_be_hidden()
+            await page.locator("#stop").click()
+            await expect(answer).to_have_class("msg assistant")
+            await expect(answer.locator(".stopped-note")).to_have_text("Stopped")
+            await expect(answer.locator(".bubble p").first).to_have_text("Once upon a")
+            await expect(page.locator("#stop")).to_be_hidden()
+            await expect(page.locator("#send")).to_be_visible()
+            await expect(page.locator("#input")).to_be_enabled()
+            session = await page.evaluate("localStorage.getItem('openClanker.session')")
+            history = await gw.runtime.store.messages.session_messages(session, 10, None)
+    assert history is not None
+    assert [(m.role.value, m.text) for m in history] == [
+        ("user", "Tell me a long story"),
+        ("assistant", "Once upon a "),
+    ]

@@ -247,6 +247,9 @@ def test_the_image_install_runs_and_passes_its_healthcheck(tmp_path: Path) -> No
         page = urllib.request.Request(f"{gw.base_url}/", headers={"Host": PUBLIC_HOST})
         with urllib.request.urlopen(page, timeout=5) as r:
             assert r.status == 200 and b"<html" in r.read().lower()  # package data installed
+        vendored = f"{gw.base_url}/static/vendor/markdown-it.min.js"
+        with urllib.request.urlopen(urllib.request.Request(vendored), timeout=5) as r:
+            assert r.status == 200 and b"markdownit" in r.read()  # the web chat's libraries too
 
         # (c) The HEALTHCHECK command line, from the Dockerfile, with the test's port.
         _opts, check = DOCKER.final.healthcheck()

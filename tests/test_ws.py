@@ -23,14 +23,18 @@ from open_clanker.core.errors import InputError
 from open_clanker.core.types import SessionKey
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.server import WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S
 from open_clanker.gateway.tokens import Tokens
-from open_clanker.gateway.ws import WSLimits, _Outbox, open_ws_connections
+from open_clanker.gateway.ws import WSLimits, open_ws_connections
 from open_clanker.gateway.ws_frames import (
     MAX_FRAME_BYTES,
+    StopFrame,
     bearer_token,
     origin_allowed,
     parse_frame,
 )
+from open_clanker.gateway.ws_outbox import SendBuffer
+from tests.doubles.openai_double import OpenAIDouble, Reply
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,14 +58,21 @@ class Gateway:
 
 @asynccontextmanager
 async def run_gateway(
-    tmp_path: Path, *, limits: WSLimits | None = None, **server: Any
+    tmp_path: Path,
+    *,
+    limits: WSLimits | None = None,
+    agent: dict[str, Any] | None = None,
+    ping: tuple[float, float] = (WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S),
+    **server: Any,
 ) -> AsyncIterator[Gateway]:
-    """The real runtime and app (echo provider) behind a real uvicorn on 127.0.0.1:<free>."""
+    """The real runtime and app (echo provider unless `agent` says otherwise) behind a real
+    uvicorn on 127.0.0.1:<free>, with the gateway's WebSocket ping settings."""
     config = Config.model_validate(
         {
             "storage": {"url": f"sqlite:///{tmp_path}/gateway.db"},
             "limits": {"messages_per_minute": 1000},
             "server": server,
+            "agent": agent or {},
         }
     )
     runtime = await Runtime.start(config, Tokens((TOKEN,), generated=False))
@@ -73,7 +84,13 @@ async def run_gateway(
     sock.listen(64)  # clients may connect at once: the backlog holds them until uvicorn accepts
     server_ = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", ws_max_size=WS_MAX_BYTES
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws_max_size=WS_MAX_BYTES,
+            ws_ping_interval=ping[0],
+            ws_ping_timeout=ping[1],
         )
     )
     task = asyncio.create_task(server_.serve(sockets=[sock]))
@@ -179,14 +196,20 @@ async def test_header_auth_and_streamed_chat(gateway: Gateway) -> None:
     assert "hello there" in reply["reply"]["content"]
     assert reply["id"] == "c1"
     assert reply["session"] == "webchat:w"
-    assert reply["message"]["role"] == "assistant"
+    # SPEC §5: `message` is the user's message, as in POST /api/v1/chat.
+    assert reply["message"]["role"] == "user"
+    assert reply["message"]["text"] == "hello there"
     assert reply["message"]["session"] == "webchat:w"
     assert reply["reply"]["provider"] == "echo"
+    assert reply["reply"]["finish_reason"] == "stop"
     history = await gateway.runtime.store.messages.session_messages(
         SessionKey("webchat:w"), 10, None
     )
     assert history is not None
-    assert [m.text for m in history][-1] == reply["reply"]["content"]
+    assert [(m.id, m.text) for m in history] == [
+        (reply["message"]["id"], "hello there"),
+        (reply["reply"]["id"], reply["reply"]["content"]),
+    ]
 
 
 async def test_first_frame_auth_and_new_session(gateway: Gateway) -> None:
@@ -240,8 +263,10 @@ async def test_subscribe_receives_other_connections_messages(gateway: Gateway) -
         second = await recv(watcher)
     assert first["type"] == second["type"] == "event"
     assert first["message"]["text"] == "watched"
-    assert first["message"]["role"] == "user"
-    assert second["message"] == reply["message"]
+    assert first["message"] == reply["message"]  # the user's message, as stored
+    assert second["message"]["role"] == "assistant"
+    assert second["message"]["id"] == reply["reply"]["id"]
+    assert second["message"]["text"] == reply["reply"]["content"]
 
 
 async def test_malformed_frames_get_errors_and_socket_stays(gateway: Gateway) -> None:
@@ -281,7 +306,8 @@ async def test_command_reply(gateway: Gateway) -> None:
         await ws.send(json.dumps({"type": "chat", "id": "h", "text": "/help", "session": "c"}))
         _, reply = await recv_until(ws, "reply")
     assert reply["reply"]["provider"] == "gateway"
-    assert reply["reply"]["content"] == reply["message"]["text"] != ""
+    assert reply["message"]["text"] == "/help"
+    assert "/stop" in reply["reply"]["content"]
 
 
 async def test_frame_over_1_mib_closes_1009(gateway: Gateway) -> None:
@@ -356,30 +382,70 @@ class _StuckSocket:
 
     def __init__(self) -> None:
         self.closed_with: tuple[int, str] | None = None
+        self.sent: list[dict[str, Any]] = []
         self.release = asyncio.Event()
 
-    async def send_text(self, _text: str) -> None:
+    async def send_text(self, text: str) -> None:
         await self.release.wait()
+        self.sent.append(json.loads(text))
 
     async def close(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
 
 
-async def test_slow_client_is_dropped_not_buffered() -> None:
+async def test_waiting_deltas_merge_into_one_frame() -> None:
     sock = _StuckSocket()
-    outbox = _Outbox(sock, size=3)  # type: ignore[arg-type]
-    writer = asyncio.create_task(outbox.run())
-    outbox.send({"type": "pong"})
+    buffer = SendBuffer(sock, max_bytes=1000)  # type: ignore[arg-type]
+    writer = asyncio.create_task(buffer.run())
+    buffer.send({"type": "ack", "id": "a"})
+    await asyncio.sleep(0)  # the writer takes the ack and blocks on the socket
+    for n in range(300):  # 300 frames, far more bytes than the bound if each were kept
+        buffer.send({"type": "delta", "id": "a", "text": f"{n % 10}"})
+    buffer.send({"type": "delta", "id": "b", "text": "other chat"})
+    buffer.send({"type": "delta", "id": "a", "text": "\u00e9"})
+    assert not buffer.closed
+    assert buffer.waiting_bytes < 1000
+    sock.release.set()
+    while len(sock.sent) < 4:
+        await asyncio.sleep(0)
+    writer.cancel()
+    assert sock.sent == [
+        {"type": "ack", "id": "a"},
+        {"type": "delta", "id": "a", "text": "0123456789" * 30},
+        {"type": "delta", "id": "b", "text": "other chat"},
+        {"type": "delta", "id": "a", "text": "\u00e9"},
+    ]
+
+
+async def test_client_that_stops_reading_is_dropped_not_buffered() -> None:
+    sock = _StuckSocket()
+    buffer = SendBuffer(sock, max_bytes=200)  # type: ignore[arg-type]
+    writer = asyncio.create_task(buffer.run())
+    buffer.send({"type": "pong"})
     await asyncio.sleep(0)  # the writer takes it and blocks on the socket
-    for _ in range(3):
-        outbox.send({"type": "event"}, droppable=True)
-    outbox.send({"type": "event"}, droppable=True)  # full: an event is simply dropped
-    assert not outbox.closed
-    outbox.send({"type": "delta"})  # full: a chat frame cannot be dropped, so the client goes
-    assert outbox.closed
+    buffer.send({"type": "event", "message": {"text": "x" * 150}}, droppable=True)
+    buffer.send({"type": "event", "message": {"text": "y" * 150}}, droppable=True)  # dropped
+    assert not buffer.closed
+    buffer.send({"type": "delta", "id": "a", "text": "z" * 100})  # cannot be dropped
+    assert buffer.closed
+    assert buffer.waiting_bytes == 0
     sock.release.set()
     await asyncio.wait_for(writer, 5)
     assert sock.closed_with == (1008, "client too slow")
+    assert sock.sent == [{"type": "pong"}]
+
+
+async def test_one_frame_larger_than_the_bound_still_goes_out() -> None:
+    sock = _StuckSocket()
+    sock.release.set()
+    buffer = SendBuffer(sock, max_bytes=10)  # type: ignore[arg-type]
+    writer = asyncio.create_task(buffer.run())
+    buffer.send({"type": "reply", "id": "r", "text": "a long answer"})
+    while not sock.sent:
+        await asyncio.sleep(0)
+    writer.cancel()
+    assert not buffer.closed
+    assert sock.sent == [{"type": "reply", "id": "r", "text": "a long answer"}]
 
 
 async def test_repeated_bad_tokens_lock_the_address_out(gateway: Gateway) -> None:
@@ -392,3 +458,67 @@ async def test_repeated_bad_tokens_lock_the_address_out(gateway: Gateway) -> Non
             pass
     assert refused.value.response.status_code == 429
     assert int(refused.value.response.headers["Retry-After"]) > 200
+
+
+def test_stop_frame_parses() -> None:
+    frame = parse_frame('{"type": "stop", "session": "work"}')
+    assert isinstance(frame, StopFrame) and frame.session == "work"
+    for raw in ('{"type": "stop"}', '{"type": "stop", "session": ""}'):
+        with pytest.raises(InputError) as caught:
+            parse_frame(raw)
+        assert caught.value.code == "invalid_input"
+
+
+async def test_long_reply_to_a_client_reading_at_a_normal_pace(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~2,000 tokens streamed as fast as the model double can, to a client that takes a
+    moment over every frame: it gets the whole reply and the socket stays open."""
+    monkeypatch.setenv("OPENCLAW_OPENAI_API_KEY", "sk-test")
+    words = " ".join(f"word{n}" for n in range(2000))
+    async with OpenAIDouble() as double:
+        double.script(Reply(text=words))
+        agent = {"provider": "openai", "base_url": double.base_url}
+        async with (
+            run_gateway(tmp_path, agent=agent) as gw,
+            connect(gw.ws, additional_headers=AUTH) as ws,
+        ):
+            await ws.send(json.dumps({"type": "chat", "id": "long", "text": "talk a lot"}))
+            text, frames_seen = "", 0
+            while True:
+                frame = await recv(ws)
+                frames_seen += 1
+                await asyncio.sleep(0.002)  # a client busy rendering each frame
+                if frame["type"] == "delta":
+                    text += frame["text"]
+                elif frame["type"] == "reply":
+                    break
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await recv(ws) == {"type": "pong"}
+    assert text == words == frame["reply"]["content"]
+    assert frames_seen > 2
+
+
+async def test_server_pings_and_closes_a_peer_that_never_answers(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    import aiohttp
+
+    async with (
+        run_gateway(tmp_path, ping=(0.05, 0.2)) as gw,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(gw.ws, headers=AUTH, autoping=False) as ws,
+    ):
+        kinds = []
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            kinds.append(msg.type)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+    assert kinds[0] is aiohttp.WSMsgType.PING  # unanswered: the server gives up on us
+    assert kinds[-1] is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 1011
+
+
+def test_the_gateway_pings_websockets() -> None:
+    assert 0 < WS_PING_INTERVAL_S <= 30 and 0 < WS_PING_TIMEOUT_S <= 30

@@ -3,13 +3,20 @@
 Tests script replies (text, errors with Retry-After, a cut or stalled stream, a slow answer or
 one held until the test releases it, thinking and tool-use blocks) and read back every Messages
 request the double received. `GET /v1/models` answers the key check `doctor` makes.
+
+With `context_limit` set it counts each request's prompt with its own tokenizer (characters / 3
+per message and for the system prompt, plus 4 each, unlike the gateway's characters / 4),
+reports that count as `usage.input_tokens`, records it in `prompt_counts`, and refuses a longer
+prompt with Anthropic's 400 `invalid_request_error` "prompt is too long: N tokens > M maximum".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +58,27 @@ class Received:
     body: dict[str, Any]
 
 
+IMAGE_TOKENS = 1_600  # an image near 1.15 megapixels, as Anthropic counts it
+
+
+def _text_tokens(text: str) -> int:
+    return math.ceil(len(text) / 3)
+
+
+def count_prompt(body: dict[str, Any]) -> int:
+    """The double's token count of a request's system prompt and messages."""
+    system = body.get("system") or ""
+    total = _text_tokens(system) + 4 if system else 0
+    for message in body.get("messages", []):
+        content = message.get("content") or ""
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for block in blocks:
+            is_text = block.get("type") == "text"
+            total += _text_tokens(block.get("text", "")) if is_text else IMAGE_TOKENS
+        total += 4
+    return total
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -61,6 +89,8 @@ class AnthropicDouble:
         self.requests: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
+        self.context_limit: int | None = None
+        self.prompt_counts: list[int] = []  # with context_limit: each request's prompt tokens
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -120,7 +150,11 @@ class AnthropicDouble:
 
     @staticmethod
     def _error(status: int, kind: str, message: str, headers: dict[str, str]) -> web.Response:
-        body = {"type": "error", "error": {"type": kind, "message": message}}
+        body = {
+            "type": "error",
+            "error": {"type": kind, "message": message},
+            "request_id": "req_011CdoubleXXXXXXXXXXXXXX",
+        }
         return web.json_response(body, status=status, headers=headers)
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -138,6 +172,13 @@ class AnthropicDouble:
         if reply.status != 200:
             headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
             return self._error(reply.status, reply.error_type, reply.error_message, headers)
+        if self.context_limit is not None:
+            tokens = count_prompt(body)
+            self.prompt_counts.append(tokens)
+            if tokens > self.context_limit:
+                too_long = f"prompt is too long: {tokens} tokens > {self.context_limit} maximum"
+                return self._error(400, "invalid_request_error", too_long, {})
+            reply = dataclasses.replace(reply, input_tokens=tokens)
         if body.get("stream"):
             return await self._stream(request, reply, body)
         return web.json_response(self._message(reply, body))

@@ -10,6 +10,7 @@ Run alone: `python -m tests.doubles.echo_model [PORT] [DELAY_S]` prints `PORT <n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -31,6 +32,7 @@ class EchoModel:
     requests: list[list[dict[str, Any]]] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, port: int = 0) -> str:
         app = web.Application()
@@ -44,6 +46,7 @@ class EchoModel:
         return self.base_url
 
     async def stop(self) -> None:
+        self._closing.set()  # slow answers end now, so shutting down never waits on them
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -66,7 +69,8 @@ class EchoModel:
         slow = SLOW.search(text)
         delay = float(slow.group(1)) if slow else self.delay_s
         if delay:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
         reply = answer_to(text)
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         if not body.get("stream"):

@@ -2,13 +2,20 @@
 
 Speaks the JSON answer, the `data: {...}` chunk stream with a usage chunk and `data: [DONE]`,
 and OpenAI's error body. Tests script replies and read back every request received.
+
+With `context_limit` set it counts each request's prompt with its own tokenizer (characters / 3
+per message plus 4, unlike the gateway's estimate of characters / 4), reports that count as
+`usage.prompt_tokens`, records it in `prompt_counts`, and refuses a longer prompt with OpenAI's
+`context_length_exceeded` error, as the API does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +59,24 @@ class Received:
     body: dict[str, Any]
 
 
+IMAGE_TOKENS = 765  # a high-detail 1024 × 1024 image, as OpenAI counts it
+
+
+def count_prompt(body: dict[str, Any]) -> int:
+    """The double's token count of a request's messages (its own tokenizer)."""
+    total = 0
+    for message in body.get("messages", []):
+        content = message.get("content") or ""
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for part in parts:
+            if part.get("type") == "text":
+                total += math.ceil(len(part.get("text", "")) / 3)
+            else:
+                total += IMAGE_TOKENS
+        total += 4
+    return total
+
+
 def _chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None) -> bytes:
     data: dict[str, Any] = {
         "id": "chatcmpl-double",
@@ -74,6 +99,8 @@ class OpenAIDouble:
         self.requests: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
+        self.context_limit: int | None = None
+        self.prompt_counts: list[int] = []  # with context_limit: each request's prompt tokens
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -110,9 +137,32 @@ class OpenAIDouble:
             await asyncio.wait_for(self._closing.wait(), seconds)
 
     @staticmethod
-    def _error(status: int, kind: str, message: str, headers: dict[str, str]) -> web.Response:
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    def _error(
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str],
+        *,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> web.Response:
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
         return web.json_response(body, status=status, headers=headers)
+
+    def _too_long(self, tokens: int) -> web.Response:
+        message = (
+            f"This model's maximum context length is {self.context_limit} tokens. However, "
+            f"your messages resulted in {tokens} tokens. Please reduce the length of the "
+            "messages."
+        )
+        return self._error(
+            400,
+            "invalid_request_error",
+            message,
+            {},
+            param="messages",
+            code="context_length_exceeded",
+        )
 
     async def _held(self, hold: asyncio.Event) -> None:
         closing = asyncio.ensure_future(self._closing.wait())
@@ -139,6 +189,12 @@ class OpenAIDouble:
         if reply.status != 200:
             headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
             return self._error(reply.status, reply.error_type, reply.error_message, headers)
+        if self.context_limit is not None:
+            tokens = count_prompt(body)
+            self.prompt_counts.append(tokens)
+            if tokens > self.context_limit:
+                return self._too_long(tokens)
+            reply = dataclasses.replace(reply, prompt_tokens=tokens)
         if body.get("stream"):
             return await self._stream(request, reply, body)
         return web.json_response(self._completion(reply, body))

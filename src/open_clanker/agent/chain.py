@@ -79,7 +79,10 @@ def _unfinished(provider: Provider) -> ProviderError:
 
 
 class ProviderChain:
-    """The primary provider, then each fallback in order; each tried `1 + max_retries` times."""
+    """The primary provider, then each fallback in order; each tried `1 + max_retries` times.
+
+    A context overflow ends the chain at once: retrying or falling back would send the same
+    too-long request, so it goes back to the caller, which trims the context and asks again."""
 
     def __init__(
         self, providers: Sequence[Provider], max_retries: int, sleep: Sleep = asyncio.sleep
@@ -101,6 +104,8 @@ class ProviderChain:
                 try:
                     return await provider.complete(request)
                 except ProviderError as exc:
+                    if exc.context_overflow is not None:
+                        raise  # the same request would fail again: the caller sends less
                     last = exc
                     delay = self._after_failure(provider, exc, attempt)
                     if delay is None:
@@ -132,6 +137,8 @@ class ProviderChain:
                                     yield item
                     raise _unfinished(provider)
                 except ProviderError as exc:
+                    if exc.context_overflow is not None:
+                        raise  # the same request would fail again: the caller sends less
                     last = exc
                     delay = self._after_failure(provider, exc, attempt)
                     if delay is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -49,4 +50,7 @@ class EchoProvider:
         text = echo_text(request)
         for word in _words(text):
             yield TextDelta(word)
+            # Let the consumers run between words, as a network read would: a streaming client
+            # then sees each word as its own delta (deltas still waiting are merged).
+            await asyncio.sleep(0)
         yield StreamDone(self._response(request, text, started))

@@ -1,17 +1,30 @@
-"""`open-clanker chat`: a streamed terminal chat over the gateway's WebSocket."""
+"""`open-clanker chat`: a streamed terminal chat over the gateway's WebSocket.
+
+The prompt runs in the main thread (readline, and Ctrl-C as KeyboardInterrupt); the socket
+lives on an event loop in a second thread, so it keeps answering pings while the user thinks.
+Ctrl-C during an answer stops it (a `stop` frame); a second Ctrl-C, or Ctrl-C / Ctrl-D at the
+prompt, ends the chat.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import sys
+import threading
 import uuid
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from open_clanker.cli.client import GatewayUnavailable, gateway_token
+from open_clanker.cli.line_input import HISTORY_FILE, LineInput
 from open_clanker.core.errors import AuthError, ClankerError
 
 PROMPT = "you> "
+REFUSED = "The gateway refused the token; check OPENCLAW_GATEWAY_TOKEN."
+T = TypeVar("T")
 
 
 def ws_url(base_url: str) -> str:
@@ -21,106 +34,190 @@ def ws_url(base_url: str) -> str:
 
 
 def run_chat(base_url: str, session: str | None) -> None:
+    from open_clanker.config.paths import data_dir
+
+    # A session named now, so Ctrl-C can stop the first answer too.
+    session = session or uuid.uuid4().hex[:12]
+    lines = LineInput(data_dir() / HISTORY_FILE)
+    link = _Link()
     try:
-        asyncio.run(_chat(base_url, session))
-    except (KeyboardInterrupt, EOFError):
+        link.connect(base_url)
+        hint = "Ctrl-C stops an answer; Ctrl-D quits." if lines.editing else "Ctrl-D quits."
+        print(f"Connected to {base_url}. Type a message; {hint}", file=sys.stderr)
+        while True:
+            line = lines.read(PROMPT)
+            if line is None:
+                break
+            if line.strip():
+                session = _ask(link, line, session)
+    except KeyboardInterrupt:
+        pass
+    finally:
         print(file=sys.stderr)
+        link.close()
 
 
-async def _chat(base_url: str, session: str | None) -> None:
-    import aiohttp
+def _ask(link: _Link, line: str, session: str) -> str:
+    """Send one line and print the streamed answer; Ctrl-C once stops it."""
+    socket = link.socket
+    answer = link.submit(socket.ask(line, session))
+    try:
+        return link.wait(answer)
+    except KeyboardInterrupt:
+        link.submit(socket.stop(session))
+    try:
+        return link.wait(answer)  # the stopped answer arrives at once with its partial text
+    except KeyboardInterrupt:
+        answer.cancel()
+        raise
 
-    token = gateway_token()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as http:
+
+class _Link:
+    """An event loop in a daemon thread, and the one socket on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.socket: _Socket
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def connect(self, base_url: str) -> None:
+        future = self.submit(_Socket.open(base_url))
+        try:
+            self.socket = future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    @staticmethod
+    def wait(future: concurrent.futures.Future[T]) -> T:
+        """The result; Ctrl-C meanwhile raises KeyboardInterrupt here and leaves it running."""
+        return future.result()
+
+    def close(self) -> None:
+        socket = getattr(self, "socket", None)
+        if socket is not None:
+            with contextlib.suppress(concurrent.futures.TimeoutError, ClankerError, OSError):
+                self.submit(socket.close()).result(5)  # leaving anyway if it does not
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class _Socket:
+    """The WebSocket, read by one task that hands each frame to whoever waits for it."""
+
+    def __init__(self, http: Any, ws: Any) -> None:
+        self._http = http
+        self._ws = ws
+        self._frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, base_url: str) -> _Socket:
+        import aiohttp
+
+        token = gateway_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        http = aiohttp.ClientSession()
         try:
             ws = await http.ws_connect(ws_url(base_url), headers=headers, heartbeat=30)
         except aiohttp.WSServerHandshakeError as exc:
+            await http.close()
             if exc.status in (401, 403):
-                raise AuthError(
-                    "The gateway refused the token; check OPENCLAW_GATEWAY_TOKEN."
-                ) from None
+                raise AuthError(REFUSED) from None
             raise ClankerError(f"The gateway refused the WebSocket ({exc.status}).") from None
         except (aiohttp.ClientError, OSError) as exc:
+            await http.close()
             raise GatewayUnavailable(
                 f"Cannot reach the gateway at {base_url} ({exc}). "
                 "Is it running? Start it with: open-clanker gateway"
             ) from None
-        async with ws:
-            await _check_auth(ws)
-            print(f"Connected to {base_url}. Type a message; Ctrl-D to quit.", file=sys.stderr)
-            loop = asyncio.get_running_loop()
-            while True:
-                line = await loop.run_in_executor(None, _read_line)
-                if line is None:
-                    return
-                if not line.strip():
-                    continue
-                frame_id = uuid.uuid4().hex[:8]
-                frame: dict[str, Any] = {"type": "chat", "id": frame_id, "text": line}
-                if session:
-                    frame["session"] = session
-                await ws.send_str(json.dumps(frame))
-                session = await _print_reply(ws, frame_id) or session
+        socket = cls(http, ws)
+        try:
+            await socket._check_auth()
+        except BaseException:
+            await socket.close()
+            raise
+        return socket
 
+    async def _read(self) -> None:
+        import aiohttp
 
-async def _check_auth(ws: Any) -> None:
-    """A ping answered by a pong proves the token; anything else is reported now, not after
-    the user has typed a first message."""
-    import aiohttp
+        try:
+            async for raw in self._ws:
+                if raw.type is aiohttp.WSMsgType.TEXT:
+                    self._frames.put_nowait(json.loads(raw.data))
+        finally:
+            self._frames.put_nowait(None)  # closed: whoever waits hears of it
 
-    await ws.send_str(json.dumps({"type": "ping"}))
-    raw = await ws.receive(timeout=10)
-    if raw.type is aiohttp.WSMsgType.TEXT:
-        frame = json.loads(raw.data)
+    async def _next(self) -> dict[str, Any]:
+        frame = await self._frames.get()
+        if frame is None:
+            self._frames.put_nowait(None)
+            raise GatewayUnavailable("The gateway closed the connection.")
+        return frame
+
+    async def _check_auth(self) -> None:
+        """A ping answered by a pong proves the token; anything else is reported now, not after
+        the user has typed a first message."""
+        await self._ws.send_str(json.dumps({"type": "ping"}))
+        try:
+            async with asyncio.timeout(10):
+                frame = await self._next()
+        except (GatewayUnavailable, TimeoutError):
+            raise AuthError(
+                "The gateway closed the connection; check OPENCLAW_GATEWAY_TOKEN."
+            ) from None
         if frame.get("type") == "pong":
             return
         if frame.get("code") == "unauthorized":
-            raise AuthError("The gateway refused the token; check OPENCLAW_GATEWAY_TOKEN.")
+            raise AuthError(REFUSED)
         raise ClankerError(f"The gateway answered: {frame.get('message', frame)}")
-    raise AuthError("The gateway closed the connection; check OPENCLAW_GATEWAY_TOKEN.")
 
+    async def ask(self, text: str, session: str) -> str:
+        frame_id = uuid.uuid4().hex[:8]
+        frame = {"type": "chat", "id": frame_id, "text": text, "session": session}
+        await self._ws.send_str(json.dumps(frame))
+        return await self._print_reply(frame_id) or session
 
-def _read_line() -> str | None:
-    try:
-        return input(PROMPT)
-    except EOFError:
-        return None
+    async def stop(self, session: str) -> None:
+        await self._ws.send_str(json.dumps({"type": "stop", "session": session}))
 
+    async def _print_reply(self, frame_id: str) -> str | None:
+        out = sys.stdout
+        shown = 0
+        while True:
+            frame = await self._next()
+            kind = frame.get("type")
+            if frame.get("id") not in (None, frame_id):
+                continue
+            if kind == "delta":
+                out.write(frame["text"])
+                out.flush()
+                shown += len(frame["text"])
+            elif kind == "reset":
+                if shown:
+                    out.write("\n[retrying…]\n")
+                shown = 0
+            elif kind == "reply":
+                reply = frame["reply"]
+                if not shown:
+                    out.write(reply["content"])
+                out.write("\n[stopped]\n" if reply.get("finish_reason") == "stopped" else "\n")
+                out.flush()
+                return str(frame.get("session") or "") or None
+            elif kind == "error":
+                if frame.get("code") == "unauthorized":
+                    raise AuthError(REFUSED)
+                out.write(f"\n[error] {frame.get('message')}\n")
+                return None
 
-async def _print_reply(ws: Any, frame_id: str) -> str | None:
-    import aiohttp
-
-    shown = 0
-    async for raw in ws:
-        if raw.type is not aiohttp.WSMsgType.TEXT:
-            if raw.type in (
-                aiohttp.WSMsgType.CLOSE,
-                aiohttp.WSMsgType.CLOSED,
-                aiohttp.WSMsgType.ERROR,
-            ):
-                raise GatewayUnavailable("The gateway closed the connection.")
-            continue
-        frame = json.loads(raw.data)
-        kind = frame.get("type")
-        if frame.get("id") not in (None, frame_id):
-            continue
-        if kind == "delta":
-            sys.stdout.write(frame["text"])
-            sys.stdout.flush()
-            shown += len(frame["text"])
-        elif kind == "reset":
-            if shown:
-                sys.stdout.write("\n[retrying…]\n")
-            shown = 0
-        elif kind == "reply":
-            if not shown:
-                sys.stdout.write(frame["reply"]["content"])
-            sys.stdout.write("\n")
-            return str(frame.get("session") or "") or None
-        elif kind == "error":
-            if frame.get("code") == "unauthorized":
-                raise AuthError("The gateway refused the token; check OPENCLAW_GATEWAY_TOKEN.")
-            sys.stdout.write(f"\n[error] {frame.get('message')}\n")
-            return None
-    raise GatewayUnavailable("The gateway closed the connection.")
+    async def close(self) -> None:
+        self._reader.cancel()
+        await self._ws.close()
+        await self._http.close()

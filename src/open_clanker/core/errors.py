@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class ClankerError(Exception):
     """Base of every error we raise on purpose. `str()` is one calm user-facing sentence."""
@@ -75,8 +77,18 @@ class RateLimitError(ClankerError):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True, slots=True)
+class ContextOverflow:
+    """A provider refused a request as too long for the model's context window. The vendor's
+    count of the prompt and what the prompt may use, when its error names them."""
+
+    prompt_tokens: int | None = None
+    limit: int | None = None
+
+
 class ProviderError(ClankerError):
-    """A model provider failed. `retryable` decides retries; `auth` marks a config problem."""
+    """A model provider failed. `retryable` decides retries; `auth` marks a config problem;
+    `context_overflow` a request too long for the model (the caller sends less, not again)."""
 
     code = "provider_error"
     status = 502
@@ -90,6 +102,7 @@ class ProviderError(ClankerError):
         retry_after: float | None = None,
         status_code: int | None = None,
         auth: bool = False,
+        context_overflow: ContextOverflow | None = None,
     ) -> None:
         super().__init__(message)
         self.provider = provider
@@ -97,6 +110,7 @@ class ProviderError(ClankerError):
         self.retry_after = retry_after
         self.status_code = status_code
         self.auth = auth
+        self.context_overflow = context_overflow
 
 
 class ChannelError(ClankerError):

@@ -12,6 +12,7 @@ from open_clanker.gateway.guard import GatewayGuard
 from open_clanker.gateway.hosts import HostPolicy
 from open_clanker.gateway.routes import chat, message, openapi_doc, page, probes, sessions
 from open_clanker.gateway.runtime import Runtime
+from open_clanker.gateway.security_headers import SecurityHeaders
 
 
 def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
@@ -50,6 +51,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         open_paths=webhook_paths,
         cors_origins=tuple(runtime.config.server.cors_origins),
     )
+    app.add_middleware(SecurityHeaders)  # outermost: every answer gets them, refusals too
     return app
 
 

@@ -69,6 +69,11 @@ class ResetResponse(BaseModel):
     status: str
 
 
+class StopResponse(BaseModel):
+    session: str
+    stopped: bool = Field(description="False when no answer was running in that session.")
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody, "description": desc}
     for code, desc in {

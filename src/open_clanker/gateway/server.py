@@ -36,6 +36,10 @@ from open_clanker.gateway.tokens import resolve_tokens
 log = structlog.get_logger("open_clanker.gateway")
 
 WS_MAX_BYTES = 1_048_576 + 1024  # SPEC: frames over 1 MiB close with 1009
+# uvicorn pings every WebSocket this often and closes one whose pong is this late (1011): a
+# peer gone without a FIN is noticed, and idle proxies see traffic.
+WS_PING_INTERVAL_S = 20.0
+WS_PING_TIMEOUT_S = 20.0
 DRAIN_TIMEOUT_S = 30  # in-flight turns finish within this after SIGTERM
 HTTP_GRACE_S = 5  # then open HTTP responses and WebSockets get this long to finish
 
@@ -121,8 +125,8 @@ async def serve(config: Config, host: str, port: int, tls: bool = False) -> None
         proxy_headers=False,
         ws_max_size=WS_MAX_BYTES,
         **guarded_protocols(config),
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
+        ws_ping_interval=WS_PING_INTERVAL_S,
+        ws_ping_timeout=WS_PING_TIMEOUT_S,
         timeout_graceful_shutdown=HTTP_GRACE_S,
         lifespan="off",
         **ssl_kwargs,  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """The `/ws` endpoint (SPEC §5): auth, chat turns streamed as frames, bus events, ping.
 
-Each connection has one bounded send queue drained by one writer task, so a slow client costs
-at most `send_queue_frames` frames before it is dropped. Chats on one socket run concurrently;
+Each connection has one send buffer bounded in bytes and drained by one writer task
+(`ws_outbox.py`), so a client that stops reading costs bounded memory. Chats on one socket
+run concurrently;
 a pipeline turn is shielded from the socket, so a client leaving mid-stream does not stop its
 reply from being stored.
 """
@@ -34,14 +35,21 @@ from open_clanker.gateway.auth import locked_out_error
 from open_clanker.gateway.client_ip import client_ip
 from open_clanker.gateway.errors import clanker_error_response
 from open_clanker.gateway.lockout import AuthLockout, Outcome
-from open_clanker.gateway.ws_frames import AuthFrame, ChatFrame, Frame, PingFrame, SubscribeFrame
+from open_clanker.gateway.ws_frames import (
+    AuthFrame,
+    ChatFrame,
+    Frame,
+    PingFrame,
+    StopFrame,
+    SubscribeFrame,
+)
+from open_clanker.gateway.ws_outbox import CLOSE_POLICY, SEND_BUFFER_BYTES, SendBuffer
 from open_clanker.pipeline.context import Ending, Turn
 from open_clanker.pipeline.pipeline import Pipeline
 
 log = structlog.get_logger("open_clanker.gateway.ws")
 
-# RFC 6455 close codes.
-CLOSE_POLICY = 1008
+# RFC 6455 close codes (and CLOSE_POLICY, 1008).
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013
 CLOSE_WAIT_S = 5.0
@@ -75,7 +83,7 @@ class WSLimits:
     """Per-connection bounds; put another on `app.state.ws_limits` to change them (tests)."""
 
     auth_timeout_s: float = 5.0
-    send_queue_frames: int = 512
+    send_buffer_bytes: int = SEND_BUFFER_BYTES
     chats_in_flight: int = 16
     max_frame_bytes: int = frames.MAX_FRAME_BYTES
 
@@ -92,58 +100,10 @@ def open_ws_connections() -> int:
     return _open_connections
 
 
-class _Closing(Exception):
-    """The writer's signal to close the socket with a code."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class _Outbox:
-    """A bounded queue of frames and the one task that writes them to the socket."""
-
-    def __init__(self, websocket: WebSocket, size: int) -> None:
-        self._ws = websocket
-        self._queue: asyncio.Queue[Frame | _Closing] = asyncio.Queue(size)
-        self.closed = False
-
-    def send(self, frame: Frame, *, droppable: bool = False) -> None:
-        """Queue a frame. Events are dropped when full; anything else closes a slow client."""
-        if self.closed:
-            return
-        if self._queue.full():
-            if droppable:
-                return
-            self.close(CLOSE_POLICY, "client too slow")
-            return
-        self._queue.put_nowait(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_Closing(code, reason))
-
-    async def run(self) -> None:
-        try:
-            while True:
-                item = await self._queue.get()
-                if isinstance(item, _Closing):
-                    await self._ws.close(item.code, item.reason)
-                    return
-                await self._ws.send_text(json.dumps(item, separators=(",", ":")))
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self.closed = True  # the client went away; the reader sees the disconnect
-
-
 class _FrameSink:
     """The pipeline's `ReplySink` for one chat frame."""
 
-    def __init__(self, outbox: _Outbox, chat_id: str) -> None:
+    def __init__(self, outbox: SendBuffer, chat_id: str) -> None:
         self._outbox = outbox
         self._id = chat_id
 
@@ -157,11 +117,15 @@ class _FrameSink:
 def turn_frame(turn: Turn, chat_id: str, session: SessionKey) -> Frame:
     """What the client hears when a turn is done (pure)."""
     ending = turn.ending
+    # `message` is the user's message and `reply.id` the stored reply's, as in POST /api/v1/chat.
     if ending is Ending.ANSWERED and turn.reply is not None and turn.response is not None:
-        return frames.reply_frame(chat_id, session, turn.reply, turn.response)
+        response = turn.response.model_copy(update={"id": turn.reply.id})
+        return frames.reply_frame(chat_id, session, turn.message, response)
     if ending is Ending.COMMAND and turn.reply is not None:
-        notice = AgentResponse(content=turn.notice or "", model="", provider="gateway")
-        return frames.reply_frame(chat_id, session, turn.reply, notice)
+        notice = AgentResponse(
+            id=turn.reply.id, content=turn.notice or "", model="", provider="gateway"
+        )
+        return frames.reply_frame(chat_id, session, turn.message, notice)
     if ending is Ending.FAILED:
         provider = turn.error.provider if isinstance(turn.error, ProviderError) else "unknown"
         return frames.error_frame(
@@ -278,7 +242,7 @@ class _Connection:
         self._ws = websocket
         self._runtime = runtime
         self._limits = limits
-        self._outbox = _Outbox(websocket, limits.send_queue_frames)
+        self._outbox = SendBuffer(websocket, limits.send_buffer_bytes)
         self._chats: set[asyncio.Task[None]] = set()
         self._subscription: asyncio.Task[None] | None = None
 
@@ -328,7 +292,17 @@ class _Connection:
                 self._subscription = asyncio.create_task(self._forward_events())
         elif isinstance(frame, ChatFrame):
             self._start_chat(frame)
+        elif isinstance(frame, StopFrame):
+            # A task like a chat's: the stop may ask storage which replica runs the answer.
+            task = asyncio.create_task(self._stop(frame))
+            self._chats.add(task)
+            task.add_done_callback(self._chats.discard)
         # A repeated auth frame on an authenticated socket changes nothing.
+
+    async def _stop(self, frame: StopFrame) -> None:
+        key = client_session_key(frame.session, ChannelType.WEBCHAT)
+        stopped = await self._runtime.pipeline.stop(key)
+        self._outbox.send(frames.stopped_frame(key, stopped))
 
     def _start_chat(self, frame: ChatFrame) -> None:
         server = self._runtime.config.server

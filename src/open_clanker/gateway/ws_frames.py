@@ -47,15 +47,19 @@ class PingFrame(_ClientFrame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[
-    AuthFrame | ChatFrame | SubscribeFrame | PingFrame, Field(discriminator="type")
-]
-_client_frame: TypeAdapter[AuthFrame | ChatFrame | SubscribeFrame | PingFrame] = TypeAdapter(
-    ClientFrame
-)
+class StopFrame(_ClientFrame):
+    """Stop the answer being written in a session (an addition to SPEC §5)."""
+
+    type: Literal["stop"]
+    session: str = Field(min_length=1, max_length=MAX_SESSION_CHARS)
 
 
-def parse_frame(raw: str | bytes) -> AuthFrame | ChatFrame | SubscribeFrame | PingFrame:
+AnyClientFrame = AuthFrame | ChatFrame | SubscribeFrame | PingFrame | StopFrame
+ClientFrame = Annotated[AnyClientFrame, Field(discriminator="type")]
+_client_frame: TypeAdapter[AnyClientFrame] = TypeAdapter(ClientFrame)
+
+
+def parse_frame(raw: str | bytes) -> AnyClientFrame:
     """One client frame, or `InvalidJSONError` / `InputError` with a sentence for the client."""
     try:
         data = json.loads(raw)
@@ -77,7 +81,7 @@ def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "frame"
     if first["type"] == "union_tag_invalid" or first["type"] == "union_tag_not_found":
-        return 'Unknown frame type; expected "auth", "chat", "subscribe" or "ping".'
+        return 'Unknown frame type; expected "auth", "chat", "subscribe", "ping" or "stop".'
     return f"The frame's {where!r} field is wrong: {first['msg']}."
 
 
@@ -159,6 +163,10 @@ def reply_frame(frame_id: str, session: str, message: Message, reply: AgentRespo
         "message": message.model_dump(mode="json"),
         "reply": reply.model_dump(mode="json"),
     }
+
+
+def stopped_frame(session: str, stopped: bool) -> Frame:
+    return {"type": "stopped", "session": session, "stopped": stopped}
 
 
 def event_frame(message: Message) -> Frame:

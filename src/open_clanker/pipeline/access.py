@@ -34,16 +34,17 @@ class AccessFacts:
     is_direct: bool
     addressed: bool
     sender_allowed: bool  # sender in the allow list or paired
-    chat_allowed: bool  # chat in the allow list or the channel's allowed_chats
+    chat_allowed: bool  # chat (a thread: its parent) in the allow list or allowed_chats
 
 
 def decide_access(policy: str, facts: AccessFacts) -> Access:
+    """SPEC §4.4. A group is answered when the bot is addressed there and the group itself is
+    allowed (any group under `open`): who the sender is does not open a group, so an
+    allowed or paired person cannot bring the bot into a chat its owner never allowed."""
     if facts.channel in TOKEN_CHANNELS:
         return Access.ALLOW
     if not facts.is_direct:
-        if not facts.addressed:
-            return Access.IGNORE
-        if policy == "open" or facts.chat_allowed or facts.sender_allowed:
+        if facts.addressed and (policy == "open" or facts.chat_allowed):
             return Access.ALLOW
         return Access.IGNORE
     if policy == "open" or facts.sender_allowed or facts.chat_allowed:

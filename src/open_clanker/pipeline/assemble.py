@@ -9,6 +9,7 @@ from open_clanker.channels.base import Channels
 from open_clanker.config.model import Config
 from open_clanker.pipeline.access import PairingDesk, StaticAllowList
 from open_clanker.pipeline.bus import EventBus
+from open_clanker.pipeline.context_windows import ContextWindows
 from open_clanker.pipeline.pipeline import Pipeline
 from open_clanker.pipeline.ratelimit import limiter_for
 from open_clanker.pipeline.replica import Replica, new_replica_id
@@ -22,6 +23,7 @@ from open_clanker.pipeline.stages import (
     StatusFacts,
     StoreInbound,
 )
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.store import Store
 
 
@@ -51,6 +53,7 @@ def build_pipeline(
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
+    stopper = Stopper(bot_username)
     # Before storage: every message, as it arrives.
     intake: list[Stage] = [
         Dedupe(store),
@@ -62,15 +65,28 @@ def build_pipeline(
         StoreInbound(store, bus),
     ]
     # The session's turn: one at a time per session, in the order messages were stored.
+    windows = ContextWindows()  # what each provider's overflow errors said it holds
     turn: list[Stage] = [
-        SessionStage(store, config.agent.history_messages, status, bot_username),
+        SessionStage(
+            store,
+            config.agent.history_messages,
+            status,
+            bot_username,
+            history_tokens=config.agent.history_tokens,
+            system_prompt=config.agent.system_prompt,
+            windows=windows,
+        ),
         ModelCall(
             chain,
             channels,
             config.agent.system_prompt,
             config.agent.max_tokens,
             config.agent.stream,
+            stopper,
+            windows,
         ),
     ]
     replica = replica or Replica(new_replica_id(), config.limits.lease_s, contested=False)
-    return Pipeline(intake, turn, store, bus, channels, replica, PairingDesk(store.access))
+    return Pipeline(
+        intake, turn, store, bus, channels, replica, PairingDesk(store.access), stopper=stopper
+    )

@@ -10,6 +10,7 @@ class Command(enum.StrEnum):
     NEW = "new"
     STATUS = "status"
     START = "start"
+    STOP = "stop"
 
 
 _ALIASES = {"reset": Command.NEW}
@@ -17,11 +18,15 @@ _ALIASES = {"reset": Command.NEW}
 HELP_TEXT = (
     "I am an AI assistant. Just write to me.\n"
     "/new - start a fresh conversation (alias /reset)\n"
+    "/stop - stop the answer being written\n"
     "/status - show the model and this conversation's state\n"
     "/help - show this help"
 )
 
 START_TEXT = "Hello! I am an AI assistant; just write to me.\n\n" + HELP_TEXT
+
+STOPPED_TEXT = "Stopped. The answer so far is kept."
+NOTHING_TO_STOP_TEXT = "Nothing is being answered right now, so there was nothing to stop."
 
 NEW_TEXT = "Started a new conversation. Earlier messages will not be used as context."
 

@@ -140,8 +140,9 @@ class OutboxWorker:
         channel = self._channels.get(item.channel)
         owner = self._replica.id
         if channel is None or not self._heartbeat.claims_valid():
-            # Not ours to send (claims are taken only for running channels), or our claim may
-            # have lapsed while others waited: leave it for the claim to lapse.
+            # Our claim may have lapsed (the heartbeat is failing): hand the part back rather
+            # than risk a second send; another replica, or we later, send it.
+            await self._store.outbox.release(item.seq, owner)
             return
         try:
             await channel.send(item)

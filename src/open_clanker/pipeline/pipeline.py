@@ -27,13 +27,16 @@ from open_clanker.pipeline.context import Ending, ReplySink, Turn
 from open_clanker.pipeline.replica import Replica
 from open_clanker.pipeline.session_gate import SessionGate
 from open_clanker.pipeline.stages import Stage, reply_message
+from open_clanker.pipeline.stopping import Stopper
 from open_clanker.storage.messages import Status
 from open_clanker.storage.outbox import outbox_rows
+from open_clanker.storage.reply_usage import reply_context
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.pipeline")
 
 OUTBOX = "outbox"  # the notice that wakes every replica's outbox worker
+STOP = "stop"  # the notice that stops a session's answer on whichever replica runs it
 
 
 class Pipeline:
@@ -47,6 +50,7 @@ class Pipeline:
         replica: Replica,
         desk: PairingDesk,
         observe: Callable[[Turn, float], None] = lambda _turn, _seconds: None,
+        stopper: Stopper | None = None,
     ) -> None:
         self.intake = list(intake)
         self.turn_stages = list(turn)
@@ -56,8 +60,11 @@ class Pipeline:
         self.replica = replica
         self._desk = desk
         self._gate = SessionGate(store.claims, bus)
+        self.stopper = stopper or Stopper()  # /stop: running answers by session (stopping.py)
+        bus.on_notice(self._on_notice)
         self.observe = observe  # metrics hook, called once per finished turn
         self._tasks: set[asyncio.Task[Turn]] = set()
+        self._handling: set[asyncio.Task[Any]] = set()  # tasks inside `handle`
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -72,6 +79,9 @@ class Pipeline:
     async def handle(self, inbound: Inbound, sink: ReplySink | None = None) -> Turn:
         """Take one message all the way (HTTP, WebSocket); returns the finished turn."""
         self._enter()
+        me = asyncio.current_task()
+        if me is not None:
+            self._handling.add(me)  # so that a shutdown past its drain can cut it short
         try:
             turn = Turn(inbound=inbound, sink=sink)
             with self._bound(inbound):
@@ -79,6 +89,7 @@ class Pipeline:
                     await self._run_turn(turn)
             return turn
         finally:
+            self._handling.discard(me)
             self._leave()
 
     async def submit(self, inbound: Inbound) -> None:
@@ -119,7 +130,26 @@ class Pipeline:
             if turn.ending is not None:
                 await self._refused(turn)
                 return False
+        if self.stopper.is_stop(turn):
+            # Now, not in its turn: it would wait behind the very answer it stops. Its own
+            # turn then answers "stopped" (or "nothing to stop") in order.
+            turn.stopped = await self.stop(turn.message.session)
         return True
+
+    async def stop(self, key: SessionKey) -> bool:
+        """End the session's running answer, here or on the replica running it. False when
+        nothing was running."""
+        if self.stopper.stop(key):
+            return True
+        holder = await self._store.claims.session_holder(key)
+        if holder is None or holder == self.replica.id:
+            return False
+        await self._bus.notify(STOP, key)
+        return True
+
+    def _on_notice(self, kind: str, key: str) -> None:
+        if kind == STOP:
+            self.stopper.stop(key)
 
     async def _refused(self, turn: Turn) -> None:
         """Endings before storage. A notice (a refusal, a pairing code) goes out only from
@@ -218,6 +248,7 @@ class Pipeline:
             answers=turn.message,
             answers_status=answered,
             turn=turn.claim,
+            context=reply_context(turn.sent_tokens) if turn.sent_tokens else None,
         )
         turn.has_turn = False  # ended by that transaction, or lost before it
         if not stored:
@@ -316,6 +347,7 @@ class Pipeline:
     async def cancel_waiting(self) -> None:
         """At the end of a shutdown: stop turns still running or waiting (their messages stay
         pending in storage, for another replica or the next start)."""
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *self._handling]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

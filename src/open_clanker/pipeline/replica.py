@@ -24,9 +24,9 @@ from open_clanker.storage.claims import Claim, ClaimStore
 
 log = structlog.get_logger("open_clanker.replica")
 
-# A claim is trusted locally for `lease_s` minus this, so a send that starts just before the
-# claim lapses cannot overlap another replica's send of the same part.
-SAFETY_MARGIN_S = 2.0
+# A claim is trusted locally for `lease_s` minus a sixth of it (5 s of 30), so a send that
+# starts just before the claim lapses cannot overlap another replica's send of the same part.
+SAFETY_SHARE = 1 / 6
 
 
 def new_replica_id() -> str:
@@ -67,7 +67,7 @@ class Heartbeat:
     def claims_valid(self) -> bool:
         if not self._replica.contested:
             return True  # one process owns the database: nobody can take a claim over
-        return self._clock() < self._valid_until - SAFETY_MARGIN_S
+        return self._clock() < self._valid_until - self._replica.lease_s * SAFETY_SHARE
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeat")

@@ -36,14 +36,26 @@ from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.commands import (
     HELP_TEXT,
     NEW_TEXT,
+    NOTHING_TO_STOP_TEXT,
     START_TEXT,
+    STOPPED_TEXT,
     Command,
     parse_command,
 )
 from open_clanker.pipeline.context import Ending, ReplySink, Turn
+from open_clanker.pipeline.context_windows import ContextWindows
 from open_clanker.pipeline.drafts import DraftSink
+from open_clanker.pipeline.history import (
+    RATIO_BOUNDS,
+    Measured,
+    estimate_request,
+    fit_history,
+)
+from open_clanker.pipeline.overflow import OVERFLOW_TEXT, ask_within_context
 from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.stopping import STOPPED, Stopper
 from open_clanker.storage.messages import Status
+from open_clanker.storage.reply_usage import ReplyUsage
 from open_clanker.storage.store import Store
 
 log = structlog.get_logger("open_clanker.pipeline")
@@ -52,6 +64,9 @@ TYPING_REFRESH_S = 4.0
 PROVIDER_FAILED_TEXT = (
     "Sorry, I could not reach the AI model just now. Please try again in a moment."
 )
+# The provider's count of the last request is read from the newest of these replies that has
+# it (a reply stored before this was recorded, or by an echo provider, has none).
+MEASURED_REPLIES = 3
 
 
 class Stage(Protocol):
@@ -86,7 +101,8 @@ class AccessCheck:
         chat_allowed = f"{channel}:{msg.channel_id}" in self._allow or (
             inbound.parent_id is not None and f"{channel}:{inbound.parent_id}" in self._allow
         )
-        if not sender_allowed and not chat_allowed and self._policy != "open":
+        # Pairing opens direct chats only (a group needs the group allowed): no lookup there.
+        if inbound.is_direct and not sender_allowed and not chat_allowed and self._policy != "open":
             sender_allowed = await self._store.access.is_allowed(channel, msg.sender)
         facts = AccessFacts(
             msg.channel_type, inbound.is_direct, inbound.addressed, sender_allowed, chat_allowed
@@ -166,7 +182,8 @@ class StatusFacts:
 
 
 class SessionStage:
-    """Step 6: slash commands, then the session's history trimmed to the budget."""
+    """Step 6: slash commands, then the session's history trimmed to both budgets
+    (pipeline/history.py)."""
 
     def __init__(
         self,
@@ -174,11 +191,19 @@ class SessionStage:
         history_messages: int,
         status: Callable[[], StatusFacts],
         bot_username: Callable[[str], str | None],
+        *,
+        history_tokens: int = 24_000,
+        system_prompt: str = "",
+        windows: ContextWindows | None = None,
     ) -> None:
         self._store = store
         self._history_messages = history_messages
+        self._history_tokens = history_tokens
+        self._system_prompt = system_prompt
         self._status = status
         self._bot_username = bot_username
+        self._usage = ReplyUsage(store.db)
+        self._windows = windows or ContextWindows()
 
     async def __call__(self, turn: Turn) -> None:
         msg = turn.message
@@ -189,7 +214,26 @@ class SessionStage:
         # The session's earlier exchanges (every one is finished: turns run in order), then
         # this message.
         earlier = await self._store.messages.history(msg.session, self._history_messages - 1)
-        turn.history = [*earlier, msg]
+        offered = [*earlier, msg]
+        budget = self._windows.budget(self._status().provider, self._history_tokens)
+        measured = None
+        # The provider's count matters only when some ratio could make this not fit.
+        if estimate_request(self._system_prompt, offered) * RATIO_BOUNDS[1] > budget:
+            replies = [m.id for m in earlier if m.role is Role.ASSISTANT][-MEASURED_REPLIES:]
+            found = await self._usage.latest_measured(replies)
+            measured = Measured(*found) if found else None
+        context = fit_history(
+            offered, self._system_prompt, self._history_messages, budget, measured
+        )
+        turn.history = context.messages
+        if context.dropped:
+            log.info(
+                "history_trimmed",
+                messages=len(context.messages),
+                dropped=context.dropped,
+                tokens=context.tokens,
+                ratio=round(context.ratio, 3),
+            )
 
     async def _answer(self, command: Command, turn: Turn) -> str:
         if command is Command.NEW:
@@ -200,11 +244,14 @@ class SessionStage:
             history = await self._store.messages.history(turn.message.session, 10_000)
             return (
                 f"Model: {facts.provider} / {facts.model}. "
-                f"This conversation has {len(history)} messages "
-                f"(the newest {self._history_messages} are sent as context)."
+                f"This conversation has {len(history)} messages; the model is sent the newest "
+                f"{self._history_messages} of them, up to about {self._history_tokens:,} "
+                "tokens (older ones are left out first)."
             )
         if command is Command.START:
             return START_TEXT
+        if command is Command.STOP:  # the stop itself ran before the session lock (stopping.py)
+            return STOPPED_TEXT if turn.stopped else NOTHING_TO_STOP_TEXT
         return HELP_TEXT
 
 
@@ -218,35 +265,61 @@ class ModelCall:
         system_prompt: str,
         max_tokens: int,
         stream: bool,
+        stopper: Stopper | None = None,
+        windows: ContextWindows | None = None,
     ) -> None:
         self._chain = chain
         self._channels = channels
         self._system_prompt = system_prompt
         self._max_tokens = max_tokens
         self._stream = stream
+        self._stopper = stopper or Stopper()
+        self._windows = windows or ContextWindows()
 
     async def __call__(self, turn: Turn) -> None:
-        turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in turn.history]
-        if turns and turns[-1].attachments:
-            turns[-1] = await self._resolve_attachments(turn, turns[-1])
-        request = ProviderRequest(
-            system_prompt=self._system_prompt, turns=tuple(turns), max_tokens=self._max_tokens
-        )
+        history = turn.history or [turn.message]
+        newest = ChatTurn(history[-1].role, history[-1].text, history[-1].metadata.attachments)
+        if newest.attachments:
+            newest = await self._resolve_attachments(turn, newest)
         started = time.perf_counter()
         drafts = self._draft_sink(turn)
+        sink = drafts if drafts is not None else turn.sink if self._stream else None
         typing = self._start_typing(turn)
+
+        async def ask(sent: list[Message], sink: ReplySink | None) -> AgentResponse:
+            turns = [ChatTurn(m.role, m.text, m.metadata.attachments) for m in sent[:-1]]
+            request = ProviderRequest(
+                system_prompt=self._system_prompt,
+                turns=(*turns, newest),
+                max_tokens=self._max_tokens,
+            )
+            return await (self._streamed(request, sink) if sink else self._chain.complete(request))
+
+        def sent(tokens: int) -> None:
+            turn.sent_tokens = tokens
+
+        async def call(sink: ReplySink | None) -> AgentResponse:
+            # After a "context too long", once more with less history (overflow.py).
+            return await ask_within_context(
+                history, self._system_prompt, lambda h: ask(h, sink), self._windows, sent
+            )
+
         try:
-            if drafts is not None:
-                response = await self._streamed(request, drafts)
-            elif turn.sink is not None and self._stream:
-                response = await self._streamed(request, turn.sink)
-            else:
-                response = await self._chain.complete(request)
+            # /stop ends the call early and keeps what was streamed (stopping.py).
+            response = await self._stopper.run(turn.message.session, call, sink, self._stopped)
         except ProviderError as exc:
             log.warning(
                 "provider_failed", provider=exc.provider, status=exc.status_code, error=exc.message
             )
-            turn.end(Ending.FAILED, error=exc, notice=PROVIDER_FAILED_TEXT)
+            if exc.context_overflow is not None:  # the reply (and API error) names /new
+                exc = ProviderError(
+                    OVERFLOW_TEXT,
+                    exc.provider,
+                    status_code=exc.status_code,
+                    context_overflow=exc.context_overflow,
+                )
+            notice = OVERFLOW_TEXT if exc.context_overflow else PROVIDER_FAILED_TEXT
+            turn.end(Ending.FAILED, error=exc, notice=notice)
             return
         finally:
             await cancel_and_wait(typing)
@@ -254,6 +327,12 @@ class ModelCall:
                 turn.draft_id = drafts.message_id  # the reply's first part edits the draft
         latency = (time.perf_counter() - started) * 1000
         turn.response = response.model_copy(update={"latency_ms": round(latency, 3)})
+
+    def _stopped(self, text: str) -> AgentResponse:
+        primary = self._chain.primary
+        return AgentResponse(
+            content=text, model=primary.model, provider=primary.name, finish_reason=STOPPED
+        )
 
     async def _resolve_attachments(self, turn: Turn, chat_turn: ChatTurn) -> ChatTurn:
         """Images of the newest message, fetched from the platform so the model can see them.
@@ -283,13 +362,20 @@ class ModelCall:
         )
 
     async def _streamed(self, request: ProviderRequest, sink: ReplySink) -> AgentResponse:
-        async for event in self._chain.stream(request):
-            if isinstance(event, TextDelta):
-                await sink.delta(event.text)
-            elif isinstance(event, StreamReset):
-                await sink.reset()
-            elif isinstance(event, StreamDone):
-                return event.response
+        shown = False
+        try:
+            async for event in self._chain.stream(request):
+                if isinstance(event, TextDelta):
+                    await sink.delta(event.text)
+                    shown = True
+                elif isinstance(event, StreamReset):
+                    await sink.reset()
+                elif isinstance(event, StreamDone):
+                    return event.response
+        except ProviderError as exc:
+            if shown and exc.context_overflow is not None:
+                await sink.reset()  # a shorter context is asked next: its answer starts over
+            raise
         raise ProviderError("The model's stream ended without an answer.", self._chain.primary.name)
 
     def _start_typing(self, turn: Turn) -> asyncio.Task[None] | None:

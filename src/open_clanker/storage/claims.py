@@ -103,6 +103,17 @@ class ClaimStore:
             self._release_stmt, {"b_key": key, "b_owner": claim.owner, "b_token": claim.token}
         )
 
+    async def session_holder(self, key: str) -> str | None:
+        """The replica whose turn holds the session now (None: free or lapsed)."""
+        return await self._db.read(self._session_holder, key)
+
+    def _session_holder(self, conn: sa.Connection, key: str) -> str | None:
+        stmt = sa.select(sessions.c.lease_owner).where(
+            sessions.c.key == key, sessions.c.lease_until >= self._now
+        )
+        value = conn.execute(stmt).scalar()
+        return str(value) if value is not None else None
+
     # -- pending messages whose replica died ----------------------------------------------------
 
     async def take_orphans(

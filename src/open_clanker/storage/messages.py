@@ -267,13 +267,16 @@ class MessageStore:
         answers: Message | None = None,
         answers_status: str = Status.ANSWERED,
         turn: Claim | None = None,
+        context: dict[str, Any] | None = None,
     ) -> bool:
         """Store the reply, settle what it answers, queue its delivery and end the session's
         turn, atomically. False, and nothing written: the message was answered already or
-        the turn was taken over (this replica's claim lapsed) — a second answer never lands."""
+        the turn was taken over (this replica's claim lapsed) — a second answer never lands.
+        `context`: what the reply row keeps about its request (storage/reply_usage.py)."""
         values_extra = {
             "answers_id": answers.id if answers else None,
             "response_json": response.model_dump_json() if response else None,
+            "context_json": json.dumps(context) if context else "{}",
         }
         try:
             await self._db.write(

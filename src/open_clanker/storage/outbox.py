@@ -158,6 +158,10 @@ class OutboxStore:
         }
         return await self._db.write(_settle, seq, owner, values)
 
+    async def release(self, seq: int, owner: str) -> bool:
+        """Give a claimed part back unsent (any replica may claim it again)."""
+        return await self._db.write(_settle, seq, owner, {"claimed_by": None, "claim_until": None})
+
     async def count(self, status: str) -> int:
         return await self._db.read(_count, status)
 

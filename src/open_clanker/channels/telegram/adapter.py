@@ -57,6 +57,7 @@ COMMANDS = (
     BotCommand("help", "What I can do"),
     BotCommand("new", "Start a fresh conversation"),
     BotCommand("reset", "Start a fresh conversation"),
+    BotCommand("stop", "Stop the answer being written"),
     BotCommand("status", "Model and conversation state"),
     BotCommand("start", "Say hello"),
 )

@@ -14,11 +14,38 @@ import re
 from dataclasses import dataclass
 
 _ESCAPABLE = frozenset("\\`*_~[]()#+-.!>|{}")
+_ESCAPE = str.maketrans({c: "\\" + c for c in _ESCAPABLE})
 _FENCE = re.compile(r"^ {0,3}```\s*([A-Za-z0-9_+#.-]*)")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(?=\S)")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(?=\S)")
 _LINK = re.compile(r"\[([^\[\]\n]+)\]\(((?:https?://|tg://|mailto:)[^\s()<>\"]+)\)")
+# Where inline markup may start; everything between two of these is plain text.
+_SPECIAL = re.compile(r"[\\`\[*_~]")
+_SPECIAL_BUT_MARKERS = re.compile(r"[\\`\[]")  # once a line's closer searches are spent
 _MAX_DEPTH = 6
+_MARKERS = (("**", "b"), ("__", "b"), ("~~", "s"), ("*", "i"), ("_", "i"))
+# The markers that can open at a character, in the order they are tried.
+_MARKERS_AT = {c: tuple(m for m in _MARKERS if m[0][0] == c) for c in "*_~"}
+# What a closer search must look at: escapes, code spans, and the marker (for a single marker
+# its double first, which belongs to a nested span). Searched unbounded, then held to `hi`,
+# as the character-by-character scan this replaces read the line.
+_ESC_CLASS = "".join("\\" + c for c in sorted(_ESCAPABLE))
+_CANDIDATES = {
+    marker: re.compile(
+        "|".join(
+            [rf"\\[{_ESC_CLASS}]", "`"]
+            + ([re.escape(marker * 2)] if len(marker) == 1 else [])
+            + [re.escape(marker)]
+        )
+    )
+    for marker, _tag in _MARKERS
+}
+# Places closer searches may visit: one per two characters of a line, beyond a fixed allowance. A line
+# of unpaired markers ("*a *a *a …") would otherwise cost its length squared; past the
+# allowance, the line's remaining emphasis markers show literally. Ordinary text uses a
+# small fraction: a search visits only escapes, backticks and its own marker.
+_SCAN_CHARS_PER_VISIT = 2
+_SCAN_BASE = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,11 +60,9 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Atom:
-    """One visible unit of a line: what it shows, where it came from, which spans enclose it."""
+    """A run of visible text of one line, and the spans that enclose all of it."""
 
     text: str
-    start: int
-    end: int
     stack: tuple[Span, ...]
 
 
@@ -49,69 +74,121 @@ class Rendered:
 
 def utf16_len(text: str) -> int:
     """Telegram counts message length in UTF-16 code units."""
+    if text.isascii():
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 
 def escape_markdown(text: str) -> str:
     """Text that shows literally, whatever markup characters it holds."""
-    return "".join(f"\\{c}" if c in _ESCAPABLE else c for c in text)
+    return text.translate(_ESCAPE)
 
 
 def fence_lang(line: str) -> str | None:
     """The language of a fence line (`""` when none), or None when the line is no fence."""
+    if "```" not in line:
+        return None
     match = _FENCE.match(line)
     return None if match is None else match.group(1)
 
 
+def is_plain(line: str) -> bool:
+    """A text line shown exactly as written: no inline markup, heading or bullet."""
+    if _SPECIAL.search(line) is not None:
+        return False
+    head = line[:1]
+    return not ((head in "#-+" or head.isspace()) and (_HEADING.match(line) or _BULLET.match(line)))
+
+
+def visible_line(line: str) -> str:
+    """What Telegram shows for one text line (not inside a code block)."""
+    if is_plain(line):
+        return line
+    return "".join(a.text for a in line_atoms(line))
+
+
+class _Line:
+    """One line being parsed: its text, the runs so far, what closer searches may still read.
+
+    Text of the same spans is gathered in `pending` and joined once, so a line of many small
+    pieces costs its length, not its length squared."""
+
+    __slots__ = ("out", "pending", "pending_stack", "scan_left", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.out: list[Atom] = []
+        self.pending: list[str] = []
+        self.pending_stack: tuple[Span, ...] = ()
+        self.scan_left = _SCAN_BASE + len(text) // _SCAN_CHARS_PER_VISIT
+
+    def emit(self, text: str, stack: tuple[Span, ...]) -> None:
+        if self.pending and stack != self.pending_stack:
+            self.flush()
+        self.pending.append(text)
+        self.pending_stack = stack
+
+    def flush(self) -> list[Atom]:
+        if self.pending:
+            self.out.append(Atom("".join(self.pending), self.pending_stack))
+            self.pending = []
+        return self.out
+
+
 def line_atoms(line: str) -> list[Atom]:
-    """The visible atoms of one text line (not inside a code block)."""
-    out: list[Atom] = []
+    """The visible runs of one text line (not inside a code block)."""
+    state = _Line(line)
     heading = _HEADING.match(line)
     if heading:
         span = Span("b", "**", "**")
-        _inline(line, heading.end(), len(line.rstrip()), (span,), out, 1)
-        return out
+        _inline(state, heading.end(), len(line.rstrip()), (span,), 1)
+        return state.flush()
     bullet = _BULLET.match(line)
     start = 0
     if bullet:
         indent = bullet.group(1)
-        out.extend(Atom(c, i, i + 1, ()) for i, c in enumerate(indent))
-        out.append(Atom("• ", len(indent), bullet.end(), ()))
+        if indent:
+            state.emit(indent, ())
+        state.emit("• ", ())
         start = bullet.end()
-    _inline(line, start, len(line), (), out, 0)
-    return out
+    _inline(state, start, len(line), (), 0)
+    return state.flush()
 
 
-def _inline(
-    line: str, lo: int, hi: int, stack: tuple[Span, ...], out: list[Atom], depth: int
-) -> None:
+def _inline(state: _Line, lo: int, hi: int, stack: tuple[Span, ...], depth: int) -> None:
+    line = state.text
     i = lo
     while i < hi:
+        special = (_SPECIAL if state.scan_left > 0 else _SPECIAL_BUT_MARKERS).search(line, i, hi)
+        k = hi if special is None else special.start()
+        if k > i:
+            state.emit(line[i:k], stack)
+            i = k
+            if i >= hi:
+                break
         c = line[i]
         if c == "\\" and i + 1 < hi and line[i + 1] in _ESCAPABLE:
-            out.append(Atom(line[i + 1], i, i + 2, stack))
+            state.emit(line[i + 1], stack)
             i += 2
             continue
         if depth < _MAX_DEPTH:
-            end = _span_at(line, i, hi, stack, out, depth)
+            end = _span_at(state, i, hi, stack, depth)
             if end is not None:
                 i = end
                 continue
-        out.append(Atom(c, i, i + 1, stack))
+        state.emit(c, stack)
         i += 1
 
 
-def _span_at(
-    line: str, i: int, hi: int, stack: tuple[Span, ...], out: list[Atom], depth: int
-) -> int | None:
+def _span_at(state: _Line, i: int, hi: int, stack: tuple[Span, ...], depth: int) -> int | None:
     """Parse a construct opening at `i`; returns where it ends, or None if there is none."""
+    line = state.text
     c = line[i]
     if c == "`":
         tick = line.find("`", i + 1, hi)
         if tick <= i + 1:
             return None
-        span = Span("code", "`", "`")
-        out.extend(Atom(line[k], k, k + 1, (*stack, span)) for k in range(i + 1, tick))
+        state.emit(line[i + 1 : tick], (*stack, Span("code", "`", "`")))
         return tick + 1
     if c == "[":
         match = _LINK.match(line, i, hi)
@@ -119,66 +196,85 @@ def _span_at(
             return None
         url = match.group(2)
         span = Span("a", "[", f"]({url})", url)
-        _inline(line, match.start(1), match.end(1), (*stack, span), out, depth + 1)
+        _inline(state, match.start(1), match.end(1), (*stack, span), depth + 1)
         return match.end()
-    for marker, tag in (("**", "b"), ("__", "b"), ("~~", "s"), ("*", "i"), ("_", "i")):
+    for marker, tag in _MARKERS_AT.get(c, ()):
         if line.startswith(marker, i):
-            j = _closer(line, marker, i, hi)
+            j = _closer(state, marker, i, hi)
             if j is None:
-                return None if len(marker) == 1 else _span_at_single(line, i, hi, stack, out, depth)
+                return None if len(marker) == 1 else _span_at_single(state, i, hi, stack, depth)
             span = Span(tag, marker, marker)
-            _inline(line, i + len(marker), j, (*stack, span), out, depth + 1)
+            _inline(state, i + len(marker), j, (*stack, span), depth + 1)
             return j + len(marker)
     return None
 
 
 def _span_at_single(
-    line: str, i: int, hi: int, stack: tuple[Span, ...], out: list[Atom], depth: int
+    state: _Line, i: int, hi: int, stack: tuple[Span, ...], depth: int
 ) -> int | None:
     # "**x*" or "__x_": no double closer, so try the single marker it starts with.
-    marker = line[i]
+    marker = state.text[i]
     if marker not in "*_":
         return None
-    j = _closer(line, marker, i, hi)
+    j = _closer(state, marker, i, hi)
     if j is None:
         return None
     span = Span("i", marker, marker)
-    _inline(line, i + 1, j, (*stack, span), out, depth + 1)
+    _inline(state, i + 1, j, (*stack, span), depth + 1)
     return j + 1
 
 
-def _closer(line: str, marker: str, i: int, hi: int) -> int | None:
+def _closer(state: _Line, marker: str, i: int, hi: int) -> int | None:
     """Where the marker opened at `i` closes on this line, or None."""
+    line = state.text
     n = len(marker)
     first = i + n
     if first >= hi or line[first].isspace():
         return None
     if marker in ("_", "__") and i > 0 and line[i - 1].isalnum():
         return None  # snake_case words are not emphasis
-    if n == 1 and first < hi and line[first] == marker:
+    if n == 1 and line[first] == marker:
         return None
+    if state.scan_left <= 0:
+        return None
+    found, visits = _find_closer(line, marker, first, hi, state.scan_left)
+    state.scan_left -= visits
+    return found
+
+
+def _find_closer(
+    line: str, marker: str, first: int, hi: int, allowed: int
+) -> tuple[int | None, int]:
+    """The closer (or None), and how many places the search visited (at most `allowed`)."""
+    n = len(marker)
+    search = _CANDIDATES[marker].search
     j = first
-    while j < hi:
-        if line[j] == "\\" and j + 1 < hi and line[j + 1] in _ESCAPABLE:
-            j += 2  # an escaped character is never a marker
+    visits = 0
+    while True:
+        match = search(line, j)
+        visits += 1
+        if match is None or match.start() >= hi or visits > allowed:
+            return None, visits
+        j = match.start()
+        found = match.group()
+        if found[0] == "\\":
+            j += 2 if j + 1 < hi else 1  # an escaped character is never a marker
             continue
-        if j > first and line.startswith(marker, j) and j + n <= hi:
-            if n == 1 and line.startswith(marker * 2, j):
-                j += 2  # a double marker inside a single one belongs to a nested span
-                continue
+        if found == "`":
+            close = line.find("`", j + 1, hi)
+            j = close + 1 if close > j + 1 else j + 1
+            continue
+        if len(found) > n:
+            j += 2  # a double marker inside a single one belongs to a nested span
+            continue
+        if j > first and j + n <= hi:
             after = line[j + n] if j + n < hi else ""
             ok = not line[j - 1].isspace()
             if marker in ("_", "__") and after.isalnum():
                 ok = False
             if ok:
-                return j
-        if line[j] == "`":
-            close = line.find("`", j + 1, hi)
-            if close > j + 1:
-                j = close + 1
-                continue
+                return j, visits
         j += 1
-    return None
 
 
 def _open_tag(span: Span) -> str:
@@ -215,9 +311,14 @@ def render(markdown: str) -> Rendered:
     while i < len(lines):
         lang = fence_lang(lines[i])
         if lang is None:
-            atoms = line_atoms(lines[i])
-            html_rows.append(atoms_html(atoms))
-            visible_rows.append("".join(a.text for a in atoms))
+            line = lines[i]
+            if is_plain(line):
+                html_rows.append(html.escape(line, quote=False))
+                visible_rows.append(line)
+            else:
+                atoms = line_atoms(line)
+                html_rows.append(atoms_html(atoms))
+                visible_rows.append("".join(a.text for a in atoms))
             i += 1
             continue
         body: list[str] = []

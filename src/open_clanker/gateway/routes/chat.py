@@ -35,6 +35,10 @@ from open_clanker.storage.idempotency import StoredAnswer
 IDEMPOTENCY_SCOPE = "chat"
 
 router = APIRouter(dependencies=[Depends(require_token)])
+# A comment line after this much silence, so a proxy's idle timeout does not cut a stream while
+# the model thinks (nginx: 60 s). `app.state.sse_keepalive_s` overrides it (tests).
+SSE_KEEPALIVE_S = 15.0
+KEEPALIVE = ": keep-alive\n\n"
 log = structlog.get_logger("open_clanker.gateway")
 
 
@@ -133,8 +137,9 @@ async def chat(
         body.text, body.session, ChannelType.API, request.scope["state"].get("request_id")
     )
     if body.stream:
+        keepalive_s = getattr(request.app.state, "sse_keepalive_s", SSE_KEEPALIVE_S)
         return StreamingResponse(
-            _sse(runtime, inbound, idempotency_key, body),
+            _sse(runtime, inbound, idempotency_key, body, keepalive_s),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -195,7 +200,11 @@ def _sse_event(event: str, data: dict[str, Any]) -> str:
 
 
 async def _sse(
-    runtime: Runtime, inbound: Inbound, idempotency_key: str | None, body: ChatRequest
+    runtime: Runtime,
+    inbound: Inbound,
+    idempotency_key: str | None,
+    body: ChatRequest,
+    keepalive_s: float,
 ) -> AsyncIterator[str]:
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
     sink = _QueueSink(queue)
@@ -216,8 +225,14 @@ async def _sse(
     waiter: asyncio.Task[tuple[str, dict[str, Any]]] | None = None
     try:
         while True:
-            waiter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter is None or waiter.done():
+                waiter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait(
+                {task, waiter}, timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                yield KEEPALIVE
+                continue
             if waiter in done:
                 event, data = waiter.result()
                 yield _sse_event(event, data)

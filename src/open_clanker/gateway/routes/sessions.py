@@ -1,4 +1,4 @@
-"""Sessions: list, read history, start afresh."""
+"""Sessions: list, read history, start afresh, stop the running answer."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from open_clanker.gateway.schemas import (
     ResetResponse,
     SessionList,
     SessionOut,
+    StopResponse,
 )
 
 router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
@@ -65,3 +66,18 @@ async def reset_session(key: str, request: Request) -> ResetResponse:
     if not await runtime.pipeline.reset_session(session):
         raise NotFoundError(f"There is no session {session!r}.")
     return ResetResponse(session=session, status="reset")
+
+
+@router.post(
+    "/api/v1/sessions/{key}/stop",
+    response_model=StopResponse,
+    summary="Stop the answer being written in a session",
+)
+async def stop_session(key: str, request: Request) -> StopResponse:
+    """The partial answer is kept with finish_reason "stopped" (an addition to SPEC §5)."""
+    runtime: Runtime = request.app.state.runtime
+    session = client_session_key(key, ChannelType.API)
+    stopped = await runtime.pipeline.stop(session)
+    if not stopped and await runtime.store.messages.session_messages(session, 1, None) is None:
+        raise NotFoundError(f"There is no session {session!r}.")
+    return StopResponse(session=session, stopped=stopped)

@@ -1,7 +1,7 @@
 // Open Clanker web chat: talks to the gateway over /ws (SPEC §5) and the session API.
-// Model and user text only ever reach the page through textContent and createElement.
-// One file on purpose (~700 lines): the page ships without a build step or module loader,
-// and the safe Markdown renderer, the socket and the session list share one small state.
+// User text reaches the page through textContent only; model text through markdown.js, which
+// rebuilds markdown-it's output through an allowlist. No build step or module loader: the
+// socket, the session list and the dialogs share one small state in this file.
 "use strict";
 
 (() => {
@@ -29,7 +29,11 @@
     composer: $("composer"),
     input: $("input"),
     send: $("send"),
+    stop: $("stop"),
     prompt: $("token-prompt"),
+    replacePrompt: $("replace-prompt"),
+    keepToken: $("keep-token"),
+    useToken: $("use-token"),
     tokenForm: $("token-form"),
     tokenInput: $("token-input"),
     tokenError: $("token-error"),
@@ -90,199 +94,6 @@
     return "webchat:" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  // ---- safe Markdown ---------------------------------------------------------------------
-
-  const INLINE = new RegExp(
-    [
-      "(?<code>`+)(?<codeText>[\\s\\S]+?)\\k<code>",
-      "\\[(?<linkText>[^\\]\\n]+)\\]\\((?<linkHref>[^)\\s]+)\\)",
-      "(?<bare>https?:\\/\\/[^\\s<>\"'`]*[^\\s<>\"'`.,;:!?)\\]])",
-      "\\*\\*(?<bold>[^\\s*](?:[\\s\\S]*?[^\\s])?)\\*\\*",
-      "__(?<bold2>[^\\s_](?:[\\s\\S]*?[^\\s])?)__",
-      "(?<![\\w*])\\*(?<italic>[^\\s*](?:[^*]*?[^\\s*])?)\\*(?![\\w*])",
-      "(?<![\\w_])_(?<italic2>[^\\s_](?:[^_]*?[^\\s_])?)_(?![\\w_])",
-    ].join("|"),
-    "g",
-  );
-
-  function safeUrl(href) {
-    try {
-      const url = new URL(href);
-      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-    } catch (_) {
-      return null;
-    }
-  }
-
-  function link(href, text) {
-    const a = document.createElement("a");
-    a.href = href;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-    a.textContent = text;
-    return a;
-  }
-
-  function renderInline(text, parent) {
-    let last = 0;
-    // matchAll works on a copy of the regex, so the recursion below cannot disturb it.
-    for (const m of text.matchAll(INLINE)) {
-      if (m.index > last) parent.append(text.slice(last, m.index));
-      const g = m.groups;
-      if (g.code !== undefined) {
-        const code = document.createElement("code");
-        code.textContent = g.codeText;
-        parent.append(code);
-      } else if (g.linkText !== undefined) {
-        const href = safeUrl(g.linkHref);
-        if (href) {
-          const a = link(href, g.linkText);
-          parent.append(a);
-        } else {
-          parent.append(m[0]);
-        }
-      } else if (g.bare !== undefined) {
-        const href = safeUrl(g.bare);
-        parent.append(href ? link(href, g.bare) : g.bare);
-      } else if (g.bold !== undefined || g.bold2 !== undefined) {
-        const strong = document.createElement("strong");
-        renderInline(g.bold ?? g.bold2, strong);
-        parent.append(strong);
-      } else {
-        const em = document.createElement("em");
-        renderInline(g.italic ?? g.italic2, em);
-        parent.append(em);
-      }
-      last = m.index + m[0].length;
-    }
-    if (last < text.length) parent.append(text.slice(last));
-  }
-
-  function renderLines(lines, parent) {
-    lines.forEach((line, i) => {
-      if (i > 0) parent.append(document.createElement("br"));
-      renderInline(line, parent);
-    });
-  }
-
-  function codeBlock(lines, lang) {
-    const wrap = document.createElement("div");
-    wrap.className = "code-block";
-    const bar = document.createElement("div");
-    bar.className = "code-bar";
-    const label = document.createElement("span");
-    label.textContent = lang || "code";
-    const copy = document.createElement("button");
-    copy.type = "button";
-    copy.className = "copy";
-    copy.textContent = "Copy";
-    const pre = document.createElement("pre");
-    const code = document.createElement("code");
-    code.textContent = lines.join("\n");
-    copy.addEventListener("click", () => copyText(code.textContent, copy));
-    pre.append(code);
-    bar.append(label, copy);
-    wrap.append(bar, pre);
-    return wrap;
-  }
-
-  async function copyText(text, button) {
-    try {
-      await navigator.clipboard.writeText(text);
-      button.textContent = "Copied";
-    } catch (_) {
-      button.textContent = "Select and copy";
-    }
-    setTimeout(() => (button.textContent = "Copy"), 1500);
-  }
-
-  const FENCE = /^\s{0,3}(```+|~~~+)\s*([\w+.-]*)\s*$/;
-  const LIST_ITEM = /^\s{0,3}([-*+]|\d{1,9}[.)])\s+(.*)$/;
-  const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
-  const QUOTE = /^\s{0,3}>\s?(.*)$/;
-  const RULE = /^\s{0,3}([-*_])(\s*\1){2,}\s*$/;
-
-  function renderMarkdown(text, parent) {
-    const lines = text.replace(/\r\n?/g, "\n").split("\n");
-    let i = 0;
-    while (i < lines.length) {
-      const line = lines[i];
-      const fence = FENCE.exec(line);
-      if (fence) {
-        const body = [];
-        i += 1;
-        while (i < lines.length && !lines[i].trim().startsWith(fence[1])) body.push(lines[i++]);
-        i += 1; // the closing fence (absent while a reply is still streaming)
-        parent.append(codeBlock(body, fence[2]));
-        continue;
-      }
-      if (!line.trim()) {
-        i += 1;
-        continue;
-      }
-      if (RULE.test(line)) {
-        parent.append(document.createElement("hr"));
-        i += 1;
-        continue;
-      }
-      const heading = HEADING.exec(line);
-      if (heading) {
-        const h = document.createElement("h" + Math.min(6, heading[1].length + 2));
-        renderInline(heading[2], h);
-        parent.append(h);
-        i += 1;
-        continue;
-      }
-      if (LIST_ITEM.test(line)) {
-        const ordered = /\d/.test(LIST_ITEM.exec(line)[1]);
-        const list = document.createElement(ordered ? "ol" : "ul");
-        if (ordered) {
-          const start = parseInt(LIST_ITEM.exec(line)[1], 10);
-          if (start !== 1) list.start = start;
-        }
-        let item = null;
-        while (i < lines.length && lines[i].trim()) {
-          const m = LIST_ITEM.exec(lines[i]);
-          if (m && /\d/.test(m[1]) === ordered) {
-            item = document.createElement("li");
-            renderInline(m[2], item);
-            list.append(item);
-          } else if (m || FENCE.test(lines[i])) {
-            break;
-          } else {
-            item.append(document.createElement("br"));
-            renderInline(lines[i].trim(), item);
-          }
-          i += 1;
-        }
-        parent.append(list);
-        continue;
-      }
-      if (QUOTE.test(line)) {
-        const quoted = [];
-        while (i < lines.length && QUOTE.test(lines[i])) quoted.push(QUOTE.exec(lines[i++])[1]);
-        const q = document.createElement("blockquote");
-        renderMarkdown(quoted.join("\n"), q);
-        parent.append(q);
-        continue;
-      }
-      const para = [];
-      while (
-        i < lines.length &&
-        lines[i].trim() &&
-        !FENCE.test(lines[i]) &&
-        !LIST_ITEM.test(lines[i]) &&
-        !HEADING.test(lines[i]) &&
-        !QUOTE.test(lines[i])
-      ) {
-        para.push(lines[i++]);
-      }
-      const p = document.createElement("p");
-      renderLines(para, p);
-      parent.append(p);
-    }
-  }
-
   // ---- conversation view -----------------------------------------------------------------
 
   function scrollToEnd() {
@@ -317,7 +128,7 @@
       p.textContent = text;
       bubble.append(p);
     } else {
-      renderMarkdown(text, bubble);
+      window.OpenClankerMarkdown.render(text, bubble);
     }
   }
 
@@ -351,8 +162,20 @@
   function setBusy(busy) {
     ui.input.disabled = busy;
     ui.send.disabled = busy;
+    ui.send.hidden = busy;
+    ui.stop.hidden = !busy;
+    ui.stop.disabled = false;
+    ui.stop.textContent = "Stop";
     ui.composer.classList.toggle("busy", busy);
-    if (!busy) ui.input.focus();
+    if (busy) ui.stop.focus();
+    else ui.input.focus();
+  }
+
+  function stopAnswer() {
+    if (!state.pending.size || !state.ws || !state.ready) return;
+    ui.stop.disabled = true;
+    ui.stop.textContent = "Stopping…";
+    state.ws.send(JSON.stringify({ type: "stop", session: state.session }));
   }
 
   function updateTitle() {
@@ -530,6 +353,13 @@
       case "reply":
         if (entry) finishReply(frame.id, entry, frame);
         break;
+      case "stopped":
+        // Nothing was running yet (the answer had not started): the button may be used again.
+        if (!frame.stopped && state.pending.size) {
+          ui.stop.disabled = false;
+          ui.stop.textContent = "Stop";
+        }
+        break;
       case "error":
         if (frame.code === "unauthorized") {
           state.ready = false;
@@ -559,6 +389,12 @@
       entry.bubble = addMessage("assistant", content);
     } else {
       setBubble(entry.bubble, "assistant", content);
+    }
+    if (frame.reply && frame.reply.finish_reason === "stopped") {
+      const note = document.createElement("p");
+      note.className = "stopped-note";
+      note.textContent = "Stopped";
+      entry.bubble.append(note);
     }
     entry.bubble.parentElement.classList.remove("streaming");
     if (nearEnd()) scrollToEnd();
@@ -654,6 +490,25 @@
     return token.trim() || null;
   }
 
+  // A link carrying a token other than the saved one: ask, keep the saved one unless accepted
+  // (a link from elsewhere must not silently swap in someone else's gateway).
+  function askToReplace(saved, offered) {
+    ui.replacePrompt.hidden = false;
+    ui.keepToken.focus();
+    const decide = (token) => {
+      ui.replacePrompt.hidden = true;
+      ui.keepToken.removeEventListener("click", keep);
+      ui.useToken.removeEventListener("click", use);
+      state.token = token;
+      store(TOKEN_KEY, token);
+      start();
+    };
+    const keep = () => decide(saved);
+    const use = () => decide(offered);
+    ui.keepToken.addEventListener("click", keep);
+    ui.useToken.addEventListener("click", use);
+  }
+
   function start() {
     ui.prompt.hidden = true;
     state.backoffMs = 1000;
@@ -688,6 +543,7 @@
       send();
     }
   });
+  ui.stop.addEventListener("click", stopAnswer);
   ui.input.addEventListener("input", autoGrow);
   ui.newChat.addEventListener("click", () => switchSession(newSessionKey()));
   ui.toggle.addEventListener("click", () =>
@@ -695,7 +551,9 @@
   );
   ui.backdrop.addEventListener("click", closeDrawer);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") closeDrawer();
+    if (event.key !== "Escape") return;
+    if (ui.app.classList.contains("drawer-open")) closeDrawer();
+    else stopAnswer();
   });
   ui.changeToken.addEventListener("click", () => askForToken(""));
   ui.tokenForm.addEventListener("submit", (event) => {
@@ -714,9 +572,14 @@
     store(SESSION_KEY, state.session);
   }
   const fromFragment = tokenFromFragment();
-  if (fromFragment) store(TOKEN_KEY, fromFragment);
-  state.token = fromFragment || load(TOKEN_KEY);
+  const saved = load(TOKEN_KEY);
   updateTitle();
-  if (state.token) start();
-  else askForToken("");
+  if (fromFragment && saved && fromFragment !== saved) {
+    askToReplace(saved, fromFragment);
+  } else {
+    if (fromFragment) store(TOKEN_KEY, fromFragment);
+    state.token = fromFragment || saved;
+    if (state.token) start();
+    else askForToken("");
+  }
 })();
