@@ -162,6 +162,7 @@ def gateway_env(data_dir: str, double_url: str, level: str | None) -> dict[str, 
         OPENCLAW_LIMITS__MESSAGES_PER_MINUTE="100000000",
         OPENCLAW_ACCESS__DM_POLICY="open",
         OPENCLAW_SERVER__MAX_WS_CONNECTIONS="20000",
+        OPENCLAW_SERVER__MAX_CONNECTIONS_PER_ADDRESS="30000",  # every client is 127.0.0.1
     )
     if level:
         env["OPENCLAW_LOGGING__LEVEL"] = level

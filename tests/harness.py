@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from open_clanker.config.model import Config
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.runtime import Runtime
-from open_clanker.gateway.server import WS_MAX_BYTES, bind_socket
+from open_clanker.gateway.server import WS_MAX_BYTES, bind_socket, guarded_protocols
 from open_clanker.gateway.tokens import Tokens
 
 TEST_TOKEN = "test-token-0123456789abcdef"
@@ -39,8 +40,11 @@ class _QuietServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    config: Config | None = None, token: str = TEST_TOKEN
+    config: Config | None = None,
+    token: str = TEST_TOKEN,
+    protocols: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningGateway]:
+    """`protocols`: uvicorn's `http`/`ws` classes; by default the gateway's own."""
     config = config or Config()
     runtime = await Runtime.start(config, Tokens((token,), generated=False))
     app = create_app(runtime)
@@ -53,6 +57,7 @@ async def running_gateway(
             access_log=False,
             lifespan="off",
             ws_max_size=WS_MAX_BYTES,
+            **(protocols or guarded_protocols(config)),
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

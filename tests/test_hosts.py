@@ -24,6 +24,18 @@ from open_clanker.gateway.hosts import HostPolicy, host_name
         ("0.0.0.0", ["bot.example.com"], "127.0.0.1:18789", True),  # docker exec … status
         ("0.0.0.0", ["bot.example.com"], "localhost", True),
         ("::", ["Bot.Example.com:8443"], "BOT.example.COM", True),
+        # Only exact loopback names and IP literals (issue 13, item 2).
+        ("127.0.0.1", [], "127.evil.com", False),
+        ("127.0.0.1", [], "127.0.0.1.evil.com:18789", False),
+        ("127.0.0.1", [], "localhost.evil.com", False),
+        ("127.0.0.1", [], "127.1.2.3:18789", True),
+        ("127.0.0.1", [], "[::1]", True),
+        ("127.0.0.1", [], "::1", True),
+        ("127.0.0.1", [], "[::2]:18789", False),
+        ("127.0.0.1", [], "LOCALHOST:80", True),
+        ("0.0.0.0", ["bot.example.com"], "127.evil.com", False),
+        ("127.5.5.5", [], "evil.example", False),  # any 127/8 bind is a loopback bind
+        ("127.evil.com", [], "evil.example", True),  # a name bind is not loopback
     ],
 )
 def test_host_policy(bind: str, allowed: list[str], host: str, ok: bool) -> None:
@@ -34,3 +46,18 @@ def test_host_name_strips_the_port() -> None:
     assert host_name("Example.com:8080") == "example.com"
     assert host_name("[::1]:80") == "[::1]"
     assert host_name("::1") == "::1"
+
+
+@pytest.mark.usefixtures("data_dir")
+async def test_a_name_that_starts_with_127_is_refused_by_the_server() -> None:
+    import aiohttp
+
+    from tests.harness import running_gateway
+
+    async with running_gateway() as gw, aiohttp.ClientSession() as http:
+        for host, status in (("127.evil.com", 403), ("127.0.0.2:1", 200), ("localhost", 200)):
+            headers = {**gw.auth, "Host": host}
+            async with http.get(f"{gw.base_url}/api/v1/status", headers=headers) as r:
+                assert r.status == status, host
+                if status == 403:
+                    assert (await r.json())["error"]["code"] == "forbidden_host"

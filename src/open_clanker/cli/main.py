@@ -69,14 +69,21 @@ def gateway(
 
     loaded = _load()
     config = loaded.config
+    # Before logging starts: no line, not even the first, may carry a secret.
+    REDACTOR.add(secret_values(config, os.environ))
     try:
         level = resolve_level(state.verbose, os.environ.get("OPENCLAW_LOG"), config.logging.level)
         setup_logging(level, config.logging.format, config.logging.file)
     except ClankerError as exc:
         fail(exc.message)
-    REDACTOR.add(secret_values(config, os.environ))
     import structlog
 
+    from open_clanker.config.paths import data_dir
+    from open_clanker.core.file_modes import PRIVATE_DIR, tighten
+
+    # Whatever the gateway or its libraries create (database, WAL, logs) is the owner's alone.
+    os.umask(0o077)
+    tighten(data_dir(), PRIVATE_DIR)
     log = structlog.get_logger("open_clanker")
     for warning in loaded.warnings:
         log.warning("config_key_renamed", detail=warning)

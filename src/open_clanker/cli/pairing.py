@@ -54,22 +54,26 @@ async def list_access(store: Store) -> dict[str, Any]:
 
 
 def print_access(data: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
     table = Table(title="Pending pairing codes")
     for col in ("code", "sender", "chat", "expires"):
         table.add_column(col)
+    # Sender and chat ids come from the platforms: never read as rich markup.
     for c in data["pending"]:
-        table.add_row(c["code"], c["sender"], c["chat"], _when(c["expires_at"]))
+        table.add_row(c["code"], escape(c["sender"]), escape(c["chat"]), _when(c["expires_at"]))
     out.print(table if data["pending"] else "No pending pairing codes.")
     table = Table(title="Allowed senders")
     for col in ("sender", "since", "via"):
         table.add_column(col)
     for a in data["allowed"]:
-        table.add_row(a["sender"], _when(a["since"]), a["via"])
+        table.add_row(escape(a["sender"]), _when(a["since"]), escape(a["via"]))
     out.print(
-        table if data["allowed"] else "No paired senders (see [access].allow in the config too)."
+        table
+        if data["allowed"]
+        else escape("No paired senders (see [access].allow in the config too).")
     )
 
 

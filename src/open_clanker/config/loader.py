@@ -18,7 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from open_clanker.config.model import Config
 from open_clanker.config.paths import config_search_path
+from open_clanker.config.token_rules import token_problems
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.loopback import is_loopback_name
 from open_clanker.core.secret_env import FILE_SUFFIX, GATEWAY_TOKEN_ENV, secret_from_env
 
 ENV_PREFIX = "OPENCLAW_"
@@ -101,6 +103,12 @@ def semantic_problems(config: Config) -> list[str]:
             )
         if tg.mode == "webhook" and not tg.webhook_url:
             problems.append('channels.telegram.webhook_url: required when mode = "webhook".')
+        if tg.mode == "webhook" and not tg.webhook_secret.get_secret_value():
+            problems.append(
+                'channels.telegram.webhook_secret: required when mode = "webhook" (Telegram '
+                "sends it with every update, and updates without it are refused); use 1-256 "
+                "characters from A-Z a-z 0-9 _ -."
+            )
     dc = config.channels.discord
     if dc is not None and not dc.bot_token.get_secret_value():
         problems.append(
@@ -117,6 +125,8 @@ def semantic_problems(config: Config) -> list[str]:
                 f'access.allow[{i}]: {entry!r} should look like "<channel>:<id>", '
                 'e.g. "telegram:123456".'
             )
+    tokens = [t.get_secret_value() for t in config.server.auth_tokens]
+    problems += token_problems(tokens, is_loopback_name(config.server.host))
     url = config.storage.url
     if url and not url.startswith(("sqlite://", "postgresql://", "postgres://")):
         problems.append("storage.url: must start with sqlite:// or postgresql://.")

@@ -30,6 +30,9 @@ class ServerConfig(_Section):
     cors_origins: list[str] = []
     max_message_chars: int = Field(16000, ge=1, le=1_000_000)
     max_ws_connections: int = Field(10000, ge=1)
+    # Open connections (HTTP and WebSocket) from one client address; trusted proxies are not
+    # counted. Past it a new connection gets 429 and is closed.
+    max_connections_per_address: int = Field(256, ge=1)
     openai_api: bool = True  # POST /v1/chat/completions and GET /v1/models (SPEC §5.1)
     compression: bool = True  # gzip for JSON and the page, never for streams
     tls: TLSConfig | None = None

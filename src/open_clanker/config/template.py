@@ -19,6 +19,7 @@ trusted_proxies = []        # addresses whose X-Forwarded-For is believed
 cors_origins = []
 max_message_chars = 16000   # longer user text is refused with a clear message
 max_ws_connections = 10000  # beyond this a new WebSocket is refused
+max_connections_per_address = 256  # open connections from one client address (proxies not counted)
 openai_api = true           # POST /v1/chat/completions and GET /v1/models; false: 404
 compression = true          # gzip for JSON and the page when the client accepts it (never streams)
 # [server.tls]

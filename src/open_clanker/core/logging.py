@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.file_modes import open_private_append, private_dir
 
 REDACTED = "[REDACTED]"
 
@@ -151,11 +152,20 @@ def _formatter(shared: list[Any], renderer: Any) -> logging.Formatter:
     )
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Every log file it opens, the first and each one after a rotation, is created 0600."""
+
+    def _open(self) -> Any:
+        fd = open_private_append(Path(self.baseFilename))
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def _file_handler(file: str, formatter: logging.Formatter) -> logging.Handler:
     path = Path(file).expanduser()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        if not path.parent.exists():
+            private_dir(path.parent)
+        handler = _PrivateRotatingFileHandler(
             path, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )
     except OSError as exc:

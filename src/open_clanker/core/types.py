@@ -6,10 +6,11 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NewType
+from typing import TYPE_CHECKING, Annotated, NewType
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from open_clanker.core.text import CleanStr, nul_free
 from open_clanker.core.tracing import current_or_new_traceparent
 
 if TYPE_CHECKING:
@@ -62,12 +63,12 @@ class MessageMetadata(_Frozen):
 class Message(_Frozen):
     id: str = Field(default_factory=new_id)
     channel_type: ChannelType
-    channel_id: str
-    sender: str
+    channel_id: CleanStr
+    sender: CleanStr
     role: Role = Role.USER
-    text: str
+    text: CleanStr  # NULs stripped here, whichever channel it came from (core/text.py)
     timestamp: datetime = Field(default_factory=utc_now)
-    session: SessionKey
+    session: Annotated[SessionKey, BeforeValidator(nul_free)]
     metadata: MessageMetadata = MessageMetadata()
 
 
@@ -79,7 +80,7 @@ class Usage(_Frozen):
 
 class AgentResponse(_Frozen):
     id: str = Field(default_factory=new_id)
-    content: str
+    content: CleanStr
     model: str
     provider: str
     finish_reason: str = "stop"

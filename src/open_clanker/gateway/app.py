@@ -15,7 +15,16 @@ from open_clanker.gateway.hosts import HostPolicy
 from open_clanker.gateway.http_metrics import HttpMetrics
 from open_clanker.gateway.openai_errors import guard_error_body
 from open_clanker.gateway.openapi import TAGS, install_openapi, operation_id
-from open_clanker.gateway.routes import chat, message, openai_api, ops, page, probes, sessions
+from open_clanker.gateway.routes import (
+    chat,
+    message,
+    openai_api,
+    openapi_doc,
+    ops,
+    page,
+    probes,
+    sessions,
+)
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.security_headers import SecurityHeaders
 from open_clanker.gateway.tracing_mw import TraceRequests
@@ -30,6 +39,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         redoc_url=None,
         openapi_tags=TAGS,
         generate_unique_id_function=operation_id,
+        openapi_url=None,  # served by routes/openapi_doc.py, behind the token
     )
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -39,6 +49,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
     app.include_router(sessions.router, tags=["sessions"])
     app.include_router(message.router, tags=["delivery"])
     app.include_router(ops.router, tags=["operations"])
+    app.include_router(openapi_doc.router)
     body_limits: dict[str, int] = {}
     if runtime.config.server.openai_api:  # SPEC §5.1; off: both routes answer 404
         app.include_router(openai_api.router, tags=["openai"])
@@ -72,6 +83,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         open_paths=webhook_paths,
         body_limits=body_limits,
         error_body=guard_error_body,
+        cors_origins=tuple(runtime.config.server.cors_origins),
     )
     app.add_middleware(SecurityHeaders)  # around the guard: every answer gets them, refusals too
     # Outermost (added last): every request is traced and counted, refused ones included.

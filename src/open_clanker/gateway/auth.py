@@ -1,7 +1,7 @@
 """Bearer auth for the API routes (SPEC §5). Tokens never travel in a query string.
 
-Failed attempts count per client address; 10 in a minute lock that address out for 5 minutes,
-whatever it sends.
+Each attempt is counted per client address before its answer is known (`AuthLockout.attempt`);
+10 failures in a minute lock that address out for 5 minutes, whatever it sends.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def request_ip(request: Request) -> str:
     runtime = request.app.state.runtime
     peer = request.client.host if request.client else None
     return client_ip(
-        peer, request.headers.get("x-forwarded-for"), runtime.config.server.trusted_proxies
+        peer, request.headers.getlist("x-forwarded-for"), runtime.config.server.trusted_proxies
     )
 
 
@@ -52,11 +52,10 @@ async def require_token(
     runtime = request.app.state.runtime
     tokens: Tokens = runtime.tokens
     lockout: AuthLockout = runtime.lockout
-    addr = request_ip(request)
-    wait = lockout.retry_after(addr)
-    if wait is not None:
-        raise locked_out_error(wait)
     presented = bearer_token(request.headers.get("authorization"))
-    if presented is None or not tokens.check(presented):
-        lockout.failed(addr)
+    valid = presented is not None and tokens.check(presented)
+    verdict = await lockout.attempt(request_ip(request), valid)
+    if verdict.locked:
+        raise locked_out_error(verdict.retry_after)
+    if not valid:
         raise AuthError("A valid bearer token is required: send 'Authorization: Bearer <token>'.")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from open_clanker.core.errors import ClankerError, RateLimitError
+from open_clanker.core.logging import REDACTOR
 
 log = structlog.get_logger("open_clanker.gateway")
 
@@ -37,7 +38,8 @@ def clanker_error_response(exc: ClankerError) -> JSONResponse:
     headers = None
     if isinstance(exc, RateLimitError):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-    return error_response(exc.status, exc.code, exc.message, headers)
+    # A provider's error text may echo what it was sent (its API key): clients get it redacted.
+    return error_response(exc.status, exc.code, REDACTOR.redact(exc.message), headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
@@ -48,6 +50,18 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     msg = str(first.get("msg", "invalid value")).rstrip(".")
     return 422, "invalid_input", f"{loc}: {msg}."
+
+
+def body_parse_error(exc: StarletteHTTPException) -> str | None:
+    """FastAPI answers a body it could not decode (invalid UTF-8, JSON nested past Python's
+    recursion limit) with a bare 400; SPEC §5 calls that `invalid_json`. The sentence, or None."""
+    if exc.status_code != 400:
+        return None
+    if isinstance(exc.__cause__, RecursionError):
+        return "The request body is nested too deeply to be read; send flatter JSON."
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "The request body is not valid JSON: it is not UTF-8 text."
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -62,6 +76,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unparsable = body_parse_error(exc)
+        if unparsable is not None:
+            return error_response(400, "invalid_json", unparsable)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request refused."
         if exc.status_code == 404:

@@ -1,4 +1,5 @@
-"""Pure-ASGI front door: request id, Host check (DNS rebinding), and the access log line.
+"""Pure-ASGI front door: request id, Host check (DNS rebinding), cross-site refusal, and the
+access log line.
 
 Written as raw ASGI rather than BaseHTTPMiddleware: it sits on every request's hot path.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 from fastapi import HTTPException
 
+from open_clanker.gateway import cross_site
 from open_clanker.gateway.hosts import HostPolicy
 
 Scope = MutableMapping[str, Any]
@@ -90,11 +92,13 @@ class GatewayGuard:
         open_paths: frozenset[str] = frozenset(),
         body_limits: Mapping[str, int] | None = None,
         error_body: ErrorBody = spec_error_body,
+        cors_origins: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.hosts = hosts
         self.body_limits = body_limits or {}  # paths allowed more than MAX_BODY_BYTES (images)
         self.error_body = error_body  # the OpenAI-compatible routes answer in OpenAI's shape
+        self.cors_origins = cors_origins
         # Platform webhooks: called by the platform under the public name, authenticated by
         # their own secret header, never driven from a browser.
         self.open_paths = _UNGUARDED_PATHS | open_paths
@@ -110,6 +114,13 @@ class GatewayGuard:
         host = _header(scope, b"host") or ""
         if path not in self.open_paths and not self.hosts.allows(host):
             await self._refuse_host(scope, send, host)
+            return
+        # Before auth: another site's page never reaches the lockout (nor anything else).
+        if path not in _UNGUARDED_PATHS and cross_site.refused(
+            cross_site.source_of(scope), self.cors_origins
+        ):
+            access_log.info("cross_site_refused", path=path, method=scope.get("method"))
+            await cross_site.send_refusal(scope, send)
             return
         if (
             scope["type"] == "http"

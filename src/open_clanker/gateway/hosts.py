@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+from open_clanker.core.loopback import is_loopback_name
+
+__all__ = ["HostPolicy", "host_name", "is_loopback_name"]
 
 
 def host_name(host_header: str) -> str:
@@ -27,14 +29,13 @@ class HostPolicy:
 
     @classmethod
     def build(cls, bind_host: str, allowed_hosts: list[str]) -> HostPolicy:
-        loopback = bind_host in ("127.0.0.1", "::1", "localhost") or bind_host.startswith("127.")
-        return cls(loopback, frozenset(host_name(h) for h in allowed_hosts))
+        return cls(is_loopback_name(bind_host), frozenset(host_name(h) for h in allowed_hosts))
 
     def allows(self, host_header: str) -> bool:
         name = host_name(host_header)
         if name in self.allowed:
             return True
-        if name in LOOPBACK_NAMES or name.startswith("127."):
+        if is_loopback_name(name):
             return True
         if self.loopback_bind:
             return False

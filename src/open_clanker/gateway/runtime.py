@@ -27,9 +27,10 @@ from open_clanker.config.paths import default_storage_url
 from open_clanker.core.errors import NotReadyError
 from open_clanker.core.types import ChannelType
 from open_clanker.gateway.instance_lock import InstanceLock
-from open_clanker.gateway.lockout import AuthLockout
+from open_clanker.gateway.lockout import AuthLockout, lockout_for
 from open_clanker.gateway.metrics import GatewayMetrics
 from open_clanker.gateway.rotation import TokenRotation, start_rotation
+from open_clanker.gateway.secrets import register_secrets
 from open_clanker.gateway.tokens import Tokens
 from open_clanker.pipeline.assemble import build_pipeline
 from open_clanker.pipeline.bus import EventBus
@@ -84,6 +85,7 @@ class Runtime:
 
     @classmethod
     async def start(cls, config: Config, tokens: Tokens) -> Runtime:
+        register_secrets(config, *tokens.values)  # before any line of ours could carry one
         url = config.storage.url or default_storage_url()
         lock = InstanceLock.for_storage_url(url)
         if lock is not None:
@@ -143,6 +145,7 @@ class Runtime:
             ),
             pruner=Pruner(store),
             instance_lock=lock,
+            lockout=lockout_for(bus, config.bus.namespace),
         )
         runtime.metrics.attach(pipeline, chain, runtime.outbox, runtime.channel_health)
         runtime.rotation = await start_rotation(store, tokens, bus)  # rotated tokens (ops)

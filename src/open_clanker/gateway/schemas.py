@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from open_clanker.core.text import CleanStr
 from open_clanker.core.types import AgentResponse, Message
 
 
@@ -19,8 +20,8 @@ class ErrorBody(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, description="What the user says.")
-    session: str | None = Field(
+    text: CleanStr = Field(min_length=1, description="What the user says (NULs are removed).")
+    session: CleanStr | None = Field(
         None, max_length=400, description='Session key or bare name ("work" means "api:work").'
     )
     stream: bool = False
@@ -36,8 +37,8 @@ class SendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: str = Field(min_length=1, max_length=32)
-    channel_id: str = Field(min_length=1, max_length=255)
-    text: str = Field(min_length=1)
+    channel_id: CleanStr = Field(min_length=1, max_length=255)
+    text: CleanStr = Field(min_length=1)
 
 
 class SendResponse(BaseModel):

@@ -21,6 +21,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 import uvicorn
@@ -29,6 +30,7 @@ from open_clanker.config.loader import LoadedConfig
 from open_clanker.config.model import Config
 from open_clanker.core.errors import ConfigError
 from open_clanker.gateway.app import create_app
+from open_clanker.gateway.http_protocol import ConnectionLimits, protocol_classes
 from open_clanker.gateway.reload import Reloader, ReloadOnSignal
 from open_clanker.gateway.runtime import Runtime
 from open_clanker.gateway.tokens import resolve_tokens
@@ -64,6 +66,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
     sock.set_inheritable(True)
     return sock
+
+
+def guarded_protocols(config: Config) -> dict[str, Any]:
+    """uvicorn's `http` and `ws` protocol classes with the gateway's bounds on request heads
+    and connections per address (`http_protocol.py`)."""
+    limits = ConnectionLimits(
+        per_address=config.server.max_connections_per_address,
+        exempt=tuple(config.server.trusted_proxies),
+    )
+    http, ws = protocol_classes(limits)
+    return {"http": http, "ws": ws}
 
 
 def web_chat_link(host: str, port: int, token: str, tls: bool) -> str:
@@ -123,6 +136,7 @@ async def serve(
         server_header=False,
         proxy_headers=False,
         ws_max_size=WS_MAX_BYTES,
+        **guarded_protocols(config),
         ws_ping_interval=WS_PING_INTERVAL_S,
         ws_ping_timeout=WS_PING_TIMEOUT_S,
         timeout_graceful_shutdown=HTTP_GRACE_S,

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from open_clanker.config.model import Config
 from open_clanker.config.paths import token_file
+from open_clanker.config.token_rules import token_problems
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.file_modes import private_dir, warn_if_readable_by_others
+from open_clanker.core.logging import REDACTOR
+from open_clanker.core.loopback import is_loopback_name
 from open_clanker.gateway.token_ring import RotatedTokens
 
 
@@ -48,7 +52,7 @@ def load_or_create_token(path: Path | None = None) -> str:
     existing = read_token_file(path)
     if existing:
         return existing
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = secrets.token_urlsafe(32)
     # Created 0600 from the first byte: never readable by others, not even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -58,13 +62,14 @@ def load_or_create_token(path: Path | None = None) -> str:
 
 
 def is_loopback_host(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    return is_loopback_name(host)
 
 
 def resolve_tokens(config: Config, host: str) -> Tokens:
-    configured = tuple(
-        t.get_secret_value() for t in config.server.auth_tokens if t.get_secret_value()
-    )
+    configured = tuple(t.get_secret_value() for t in config.server.auth_tokens)
+    problems = token_problems(configured, is_loopback_host(host))
+    if problems:
+        raise ConfigError(problems[0], problems)
     if configured:
         return Tokens(configured, generated=False)
     if not is_loopback_host(host):
@@ -72,4 +77,8 @@ def resolve_tokens(config: Config, host: str) -> Tokens:
             f"Refusing to listen on {host} without an auth token: set OPENCLAW_GATEWAY_TOKEN "
             "or server.auth_tokens, or bind 127.0.0.1."
         )
-    return Tokens((load_or_create_token(),), generated=True)
+    path = token_file()
+    token = load_or_create_token(path)
+    REDACTOR.add([token])  # known to the redactor before any line could carry it
+    warn_if_readable_by_others(path)
+    return Tokens((token,), generated=True)

@@ -34,7 +34,7 @@ from open_clanker.gateway import ws_frames as frames
 from open_clanker.gateway.auth import locked_out_error
 from open_clanker.gateway.client_ip import client_ip
 from open_clanker.gateway.errors import clanker_error_response
-from open_clanker.gateway.lockout import AuthLockout
+from open_clanker.gateway.lockout import AuthLockout, Outcome
 from open_clanker.gateway.ws_frames import (
     AuthFrame,
     ChatFrame,
@@ -163,8 +163,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY)  # before accept: the upgrade gets a 403
         return
     peer = websocket.client.host if websocket.client else None
-    addr = client_ip(peer, websocket.headers.get("x-forwarded-for"), server.trusted_proxies)
-    wait = runtime.lockout.retry_after(addr)
+    addr = client_ip(peer, websocket.headers.getlist("x-forwarded-for"), server.trusted_proxies)
+    wait = await runtime.lockout.retry_after(addr)
     if wait is not None:
         log.warning("ws_locked_out", retry_after=round(wait))
         await _deny(websocket, clanker_error_response(locked_out_error(wait)))
@@ -176,10 +176,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     _open_connections += 1
     try:
-        if await _authenticate(websocket, runtime, limits):
+        if await _authenticate(websocket, runtime, limits, addr):
             await _Connection(websocket, runtime, limits).serve()
-        else:
-            runtime.lockout.failed(addr)
     finally:
         _open_connections -= 1
 
@@ -192,25 +190,31 @@ async def _deny(websocket: WebSocket, response: Response) -> None:
         await websocket.close(CLOSE_POLICY)
 
 
-async def _authenticate(websocket: WebSocket, runtime: WSRuntime, limits: WSLimits) -> bool:
+async def _authenticate(
+    websocket: WebSocket, runtime: WSRuntime, limits: WSLimits, addr: str
+) -> bool:
     header = websocket.headers.get("authorization")
     token = frames.bearer_token(header)
     if header is None:
         token = await _auth_frame(websocket, limits)
-    if token is not None and runtime.tokens.check(token):
+    # Counted before the client hears the outcome: many sockets at once get no more answers.
+    verdict = await runtime.lockout.attempt(addr, token is not None and runtime.tokens.check(token))
+    if verdict.outcome is Outcome.PASS:
         return True
-    log.info("ws_unauthorized", header=header is not None)
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-        await websocket.send_text(
-            json.dumps(
-                frames.error_frame(
-                    "unauthorized",
-                    "A valid gateway token is needed: send an Authorization header or an "
-                    'auth frame {"type": "auth", "token": "..."} first.',
-                )
-            )
+    if verdict.locked:
+        log.warning("ws_locked_out", retry_after=round(verdict.retry_after))
+        refusal = locked_out_error(verdict.retry_after)
+        frame = frames.error_frame(refusal.code, refusal.message)
+    else:
+        log.info("ws_unauthorized", header=header is not None)
+        frame = frames.error_frame(
+            "unauthorized",
+            "A valid gateway token is needed: send an Authorization header or an "
+            'auth frame {"type": "auth", "token": "..."} first.',
         )
-        await websocket.close(CLOSE_POLICY, "unauthorized")
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.send_text(json.dumps(frame))
+        await websocket.close(CLOSE_POLICY, frame["code"])
     return False
 
 
@@ -226,7 +230,9 @@ async def _auth_frame(websocket: WebSocket, limits: WSLimits) -> str | None:
         return None
     try:
         frame = frames.parse_frame(raw)
-    except InputError:
+    except InputError as exc:  # named to the client, then counted as a failed attempt
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.send_text(json.dumps(frames.error_frame(exc.code, exc.message)))
         return None
     return frame.token if isinstance(frame, AuthFrame) else None
 

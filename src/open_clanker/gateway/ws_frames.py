@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from open_clanker.core.errors import InputError, InvalidJSONError
+from open_clanker.core.logging import REDACTOR
+from open_clanker.core.text import CleanStr
 from open_clanker.core.types import AgentResponse, Message
 
 MAX_FRAME_BYTES = 1024 * 1024  # SPEC §5: a bigger frame closes the socket with 1009
@@ -33,8 +35,8 @@ class AuthFrame(_ClientFrame):
 class ChatFrame(_ClientFrame):
     type: Literal["chat"]
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    text: str = Field(min_length=1)
-    session: str | None = Field(None, max_length=MAX_SESSION_CHARS)
+    text: CleanStr = Field(min_length=1)  # NULs removed, as everywhere (core/text.py)
+    session: CleanStr | None = Field(None, max_length=MAX_SESSION_CHARS)
 
 
 class SubscribeFrame(_ClientFrame):
@@ -63,6 +65,10 @@ def parse_frame(raw: str | bytes) -> AnyClientFrame:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidJSONError("That frame is not valid JSON; send one JSON object.") from None
+    except RecursionError:  # a frame nested thousands of levels deep
+        raise InvalidJSONError(
+            "That frame is nested too deeply; send a flat JSON object."
+        ) from None
     if not isinstance(data, dict):
         raise InputError('A frame must be a JSON object with a "type".')
     try:
@@ -83,7 +89,7 @@ def frame_id(raw: str | bytes) -> str | None:
     """The client's `id` of a frame that failed validation, so its error can name it."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) and len(value) <= MAX_ID_CHARS else None
@@ -130,7 +136,8 @@ def origin_allowed(origin: str | None, host: str | None, cors_origins: list[str]
 
 
 def error_frame(code: str, message: str, frame_id: str | None = None) -> Frame:
-    frame: Frame = {"type": "error", "code": code, "message": message}
+    # Redacted like a log line: a provider's error may echo a secret it was sent.
+    frame: Frame = {"type": "error", "code": code, "message": REDACTOR.redact(message)}
     if frame_id is not None:
         frame["id"] = frame_id
     return frame

@@ -11,7 +11,7 @@ from open_clanker.pipeline.access import PairingDesk, StaticAllowList
 from open_clanker.pipeline.bus import EventBus
 from open_clanker.pipeline.context_windows import ContextWindows
 from open_clanker.pipeline.pipeline import Pipeline
-from open_clanker.pipeline.ratelimit import RateLimiter
+from open_clanker.pipeline.ratelimit import RateLimiter, limiter_for
 from open_clanker.pipeline.replica import Replica, new_replica_id
 from open_clanker.pipeline.stages import (
     AccessCheck,
@@ -55,8 +55,8 @@ def build_stages(
     def status() -> StatusFacts:
         return StatusFacts(chain.primary.name, chain.primary.model)
 
-    if limiter is None:
-        limiter = RateLimiter(config.limits.messages_per_minute)
+    if limiter is None:  # counted in Redis when the bus is Redis (every replica together)
+        limiter = limiter_for(bus, config.bus.namespace, config.limits.messages_per_minute)
     limiter.per_minute = config.limits.messages_per_minute
     # Before storage: every message, as it arrives.
     intake: list[Stage] = [

@@ -1,20 +1,20 @@
-"""Per-sender sliding-window rate limit, with at most one refusal notice per window."""
+"""Per-sender rate limit in fixed windows, with one refusal notice per window.
+
+A window opens with a sender's first message and lasts a minute; the first `per_minute`
+messages in it pass. Counting is atomic (in memory, or in Redis across replicas), so exactly
+one message of a window is the first one over the limit: that one, and only that one, carries
+the refusal notice, on whichever replica it arrived.
+"""
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from open_clanker.pipeline.bus import EventBus
+from open_clanker.pipeline.counters import Count, MemoryCounters, WindowCounters, counters_for
 
 WINDOW_S = 60.0
-MAX_TRACKED = 100_000  # bounded memory: idle senders are forgotten past this
-
-
-@dataclass
-class _Bucket:
-    hits: deque[float] = field(default_factory=deque)
-    notified_until: float = 0.0
+MAX_TRACKED = 100_000  # bounded memory: past this the windows nearest their end are forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,34 +24,24 @@ class RateDecision:
     notify: bool = False  # first refusal in this window: tell the sender once
 
 
+def decide_rate(count: Count, per_window: int) -> RateDecision:
+    """The decision for a message, from its window's count with that message included."""
+    if count.value <= per_window:
+        return RateDecision(True)
+    return RateDecision(
+        False, retry_after=max(count.resets_in, 0.001), notify=count.value == per_window + 1
+    )
+
+
 class RateLimiter:
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int, counters: WindowCounters | None = None) -> None:
         self.per_minute = per_minute
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._counters = counters if counters is not None else MemoryCounters(MAX_TRACKED)
 
-    def check(self, key: str) -> RateDecision:
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_TRACKED:
-                self._forget_idle(now)
-            bucket = self._buckets[key] = _Bucket()
-        while bucket.hits and bucket.hits[0] <= now - WINDOW_S:
-            bucket.hits.popleft()
-        if len(bucket.hits) < self.per_minute:
-            bucket.hits.append(now)
-            return RateDecision(True)
-        retry_after = bucket.hits[0] + WINDOW_S - now
-        notify = now >= bucket.notified_until
-        if notify:
-            bucket.notified_until = bucket.hits[0] + WINDOW_S
-        return RateDecision(False, retry_after=max(retry_after, 0.001), notify=notify)
+    async def check(self, key: str) -> RateDecision:
+        return decide_rate(await self._counters.hit(key, WINDOW_S), self.per_minute)
 
-    def _forget_idle(self, now: float) -> None:
-        idle = [k for k, b in self._buckets.items() if not b.hits or b.hits[-1] <= now - WINDOW_S]
-        for k in idle:
-            del self._buckets[k]
-        if len(self._buckets) >= MAX_TRACKED:  # all busy: drop the oldest half
-            for k in list(self._buckets)[: MAX_TRACKED // 2]:
-                del self._buckets[k]
+
+def limiter_for(bus: EventBus, namespace: str, per_minute: int) -> RateLimiter:
+    """Counted in Redis when the bus is Redis (every replica together), else in this process."""
+    return RateLimiter(per_minute, counters_for(bus, namespace, "rate", MAX_TRACKED))

@@ -146,7 +146,7 @@ class Limits:
             if msg.channel_type.value in ("api", "openai")
             else (f"{msg.channel_type.value}:{msg.sender}")
         )
-        decision = self._limiter.check(key)
+        decision = await self._limiter.check(key)
         if not decision.allowed:
             limited = RateLimitError(
                 "You are sending messages faster than I can answer. "

@@ -21,6 +21,8 @@ from sqlalchemy.pool import StaticPool
 
 from open_clanker.core.errors import ConfigError
 from open_clanker.core.extras import require_extra
+from open_clanker.core.file_modes import secure_sqlite
+from open_clanker.storage.nul_guard import install_nul_guard
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,13 +63,14 @@ class Database:
         if full.startswith("sqlite"):
             path = full.split(":///", 1)[1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                secure_sqlite(Path(path))  # 0600 from the first byte, -wal/-shm alike
             self._sync = sa.create_engine(
                 full,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 poolclass=StaticPool,  # one connection, used only from the one thread
             )
             sa.event.listen(self._sync, "connect", _sqlite_pragmas)
+            install_nul_guard(self._sync)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
             self.dialect = "sqlite"
         else:
@@ -78,6 +81,7 @@ class Database:
             self._async = create_async_engine(
                 full, pool_size=10, max_overflow=10, pool_pre_ping=True
             )
+            install_nul_guard(self._async.sync_engine)
             self.dialect = "postgresql"
 
     async def write(self, fn: SqlFn[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -502,7 +502,7 @@ class TelegramChannel:
             if not isinstance(data, dict):
                 return 400
             update = Update.de_json(data, self._bot)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             log.warning("telegram_webhook_bad_body", size=len(body))
             return 400
         self._contact()

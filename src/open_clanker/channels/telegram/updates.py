@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from telegram import Message as TgMessage
@@ -16,6 +17,7 @@ from open_clanker.core.types import (
     Message,
     MessageMetadata,
     session_key,
+    utc_now,
 )
 
 # The update kinds we ask Telegram for (edits arrive only so that we can say we skip them).
@@ -80,7 +82,8 @@ def inbound_from_update(update: Update, bot: BotIdentity) -> Inbound | None:
         channel_id=chat_id,
         sender=str(user.id),
         text=text,
-        timestamp=msg.date,
+        # Telegram always sends a date; a forged webhook body may not (the fuzz test found it).
+        timestamp=msg.date if isinstance(msg.date, datetime) else utc_now(),
         session=session_key(ChannelType.TELEGRAM, chat_id, thread_id),
         metadata=MessageMetadata(attachments=attachments, reply_to=reply_to, mentions=mentions),
     )

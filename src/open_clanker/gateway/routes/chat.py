@@ -17,6 +17,7 @@ from open_clanker.core.errors import (
     ProviderError,
     SupersededError,
 )
+from open_clanker.core.logging import REDACTOR
 from open_clanker.core.types import (
     AgentResponse,
     ChannelType,
@@ -244,7 +245,8 @@ async def _sse(
         try:
             result = task.result()
         except ClankerError as exc:
-            yield _sse_event("error", {"error": {"code": exc.code, "message": exc.message}})
+            message = REDACTOR.redact(exc.message)  # a provider's error may echo its key
+            yield _sse_event("error", {"error": {"code": exc.code, "message": message}})
             return
         except Exception:  # the stream has begun: an error event, not a torn connection
             log.exception("stream_crashed")

@@ -9,6 +9,9 @@ from typing import Protocol, runtime_checkable
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from open_clanker.gateway.auth import locked_out_error, request_ip
+from open_clanker.gateway.errors import clanker_error_response
+from open_clanker.gateway.lockout import AuthLockout
 from open_clanker.gateway.runtime import Runtime
 
 MAX_WEBHOOK_BODY = 1_048_576
@@ -57,11 +60,21 @@ def add_webhook_routes(app: FastAPI, runtime: Runtime) -> frozenset[str]:
 
 def _endpoint(channel: SupportsWebhook) -> Callable[[Request], Awaitable[Response]]:
     async def webhook(request: Request) -> Response:
+        # A wrong secret is a failed sign-in like a wrong token: the same lockout counts it.
+        lockout: AuthLockout = request.app.state.runtime.lockout
+        addr = request_ip(request)
+        wait = await lockout.retry_after(addr)
+        if wait is not None:
+            return clanker_error_response(locked_out_error(wait))
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BODY:
             return Response(status_code=413)
         secret = request.headers.get("x-telegram-bot-api-secret-token")
         status = await channel.handle_webhook(secret, body)
+        if status == 401:
+            verdict = await lockout.attempt(addr, valid=False)
+            if verdict.locked:
+                return clanker_error_response(locked_out_error(verdict.retry_after))
         return Response(status_code=status)
 
     return webhook
