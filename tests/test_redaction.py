@@ -90,6 +90,14 @@ async def test_provider_error_echoing_the_key_is_redacted_for_clients(
                 frames = []
                 while not frames or frames[-1]["type"] not in ("error", "reply"):
                     frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            completions = f"{gw.base_url}/v1/chat/completions"
+            body = {"model": "open-clanker", "messages": [{"role": "user", "content": "hi"}]}
+            async with http.post(completions, json=body, headers=gw.auth) as r:
+                assert r.status == 502
+                openai_plain = await r.text()
+            body["stream"] = True
+            async with http.post(completions, json=body, headers=gw.auth) as r:
+                openai_streamed = await r.text()
     finally:
         await echoing_double.close()
     # The provider did echo the key, and was called with it.
@@ -99,6 +107,7 @@ async def test_provider_error_echoing_the_key_is_redacted_for_clients(
     assert "[REDACTED]" in plain and "model not found" in plain
     assert "event: error" in streamed and "[REDACTED]" in streamed
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == "provider_error"
-    for shown in (plain, streamed, json.dumps(frames)):
+    assert "[REDACTED]" in openai_plain and "[REDACTED]" in openai_streamed
+    for shown in (plain, streamed, json.dumps(frames), openai_plain, openai_streamed):
         assert API_KEY not in shown
     assert os.environ["LEAKY_PROVIDER_KEY"] == API_KEY

@@ -28,6 +28,7 @@ from open_clanker.core.errors import (
     ProviderError,
     RateLimitError,
 )
+from open_clanker.core.logging import REDACTOR
 
 OPENAI_PREFIX = "/v1/"
 
@@ -52,7 +53,10 @@ class ModelNotFoundError(NotFoundError):
 def error_body(
     message: str, kind: str, code: str, param: str | None = None
 ) -> dict[str, dict[str, str | None]]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    # A provider's error text may echo what it was sent (its API key): clients get it redacted.
+    return {
+        "error": {"message": REDACTOR.redact(message), "type": kind, "param": param, "code": code}
+    }
 
 
 def describe(exc: ClankerError) -> tuple[int, str, str]:
