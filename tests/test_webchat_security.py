@@ -58,6 +58,9 @@ async def test_the_page_works_under_its_csp_without_one_violation(
     await expect(page.locator("#token-prompt")).to_be_visible()
     assert await page.evaluate("window.__csp") == []
     assert not [line for line in console if "Content Security Policy" in line]
+    # A new chat asks for no history the gateway cannot have, and the icon is there: a fresh
+    # page logs no failed request at all.
+    assert not [line for line in console if "Failed to load resource" in line]
 
     # The policy is enforced: script or style written into the page by anything but its own
     # files is refused (what a markup injection would try).

@@ -49,6 +49,7 @@
     pending: new Map(), // chat id -> {bubble, text, command}
     nextId: 1,
     historyLoad: 0,
+    fresh: new Set(), // sessions made here and not yet written to: nothing to load
   };
 
   // ---- storage ---------------------------------------------------------------------------
@@ -91,7 +92,9 @@
   function newSessionKey() {
     const bytes = new Uint8Array(6);
     crypto.getRandomValues(bytes);
-    return "webchat:" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    const key = "webchat:" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    state.fresh.add(key);
+    return key;
   }
 
   // ---- conversation view -----------------------------------------------------------------
@@ -266,6 +269,7 @@
     const session = state.session;
     clearView();
     updateTitle();
+    if (state.fresh.has(session)) return; // the gateway has no such session yet
     const data = await api(
       "/api/v1/sessions/" + encodeURIComponent(session) + "/messages?limit=200",
     );
@@ -441,6 +445,7 @@
       return;
     }
     const id = "c" + state.nextId++ + "-" + Date.now().toString(36);
+    state.fresh.delete(state.session);
     const command = text.split(/\s/, 1)[0].toLowerCase();
     if (!command.startsWith("/")) rememberTitle(state.session, text);
     updateTitle();
