@@ -299,3 +299,47 @@ async def test_replicas_racing_for_one_session_take_turns(pg: Store) -> None:
         assert len(await pg.access.pending_codes(now + 1, "telegram")) == 3
     finally:
         await second.close()
+
+
+async def test_a_message_given_back_is_taken_by_the_sweep_despite_the_heartbeat(
+    store: Store,
+) -> None:
+    await store.messages.accept(msg("storage failed mid-turn"), None, {}, claim=A)
+    await store.claims.give_back(msg("x").id, "replica-a")  # not ours: changes nothing
+    none_yet, _ = await store.claims.take_orphans("replica-b", ["telegram"], 0, 50)
+    assert none_yet == []  # A still holds it
+    [row] = await store.db.read(lambda conn: conn.execute(sa.select(messages.c.id)).scalars().all())
+    await store.claims.give_back(row, "replica-a")
+    await store.claims.heartbeat("replica-a")  # must not renew what A gave back
+    rows, _ = await store.claims.take_orphans("replica-b", ["telegram"], 0, 50)
+    assert [r.text for r, _ in rows] == ["storage failed mid-turn"]
+
+
+@needs_pg
+@pytest.mark.postgres
+async def test_a_reply_stored_while_the_heartbeat_renews_its_turn_never_deadlocks(
+    pg: Store,
+) -> None:
+    """The reply's transaction and the heartbeat lock the session and its message; in
+    opposite orders PostgreSQL aborts one of them as a deadlock (seen under load)."""
+    beating = await Store.open(PG_URL)
+    try:
+        for n in range(40):
+            key = SessionKey(f"telegram:{n}")
+            question = msg(f"q{n}", session=key)
+            accepted = await pg.messages.accept(question, None, {}, claim=A)
+            assert accepted.has_turn
+            results = await asyncio.gather(
+                pg.messages.store_reply(
+                    msg(f"r{n}", session=key, role=Role.ASSISTANT),
+                    None,
+                    [],
+                    answers=question,
+                    turn=A,
+                ),
+                beating.claims.heartbeat("replica-a"),
+                beating.claims.heartbeat("replica-a"),
+            )
+            assert results[0] is True  # stored, and nothing raised
+    finally:
+        await beating.close()

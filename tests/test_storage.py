@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from open_clanker.core.types import ChannelType, Message, Role, SessionKey
+from open_clanker.core.errors import IdempotencyInProgressError
+from open_clanker.core.types import ChannelType, Inbound, Message, Role, SessionKey
+from open_clanker.gateway.idempotency import UNSTORED_AFTER_S, once, request_hash
+from open_clanker.pipeline.context import Turn
 from open_clanker.storage import Status, Store, outbox_rows
 from open_clanker.storage.access import PairingCode
 from open_clanker.storage.migrations import LATEST, migrate
+from open_clanker.storage.schema import idempotency_keys
 from tests.storage_urls import BACKENDS, fresh_store
 
 
@@ -203,3 +207,31 @@ async def test_later_migrations_add_the_outbox_columns_to_a_v1_database(tmp_path
         assert [(h.edit_message_id, h.request_id) for h in heads] == [("777", "req-1")]
     finally:
         await store.close()
+
+
+async def test_a_key_whose_first_attempt_died_unstored_is_taken_over(store: Store) -> None:
+    """The first request bound the key, then its process died before storing the message:
+    a repeat waits (bounded) while that could still be on its way, and runs once it cannot."""
+    fields = {"text": "hello"}
+    assert await store.idempotency.claim("chat", "k", request_hash(fields), "m-dead") is None
+    ran: list[str] = []
+
+    async def run() -> Turn:
+        ran.append("ran")
+        return Turn(repeat)
+
+    repeat = Inbound(message=msg("hello"))
+    with pytest.raises(IdempotencyInProgressError):
+        await once(store.idempotency, "chat", "k", fields, repeat, run, wait_s=0.1)
+    assert ran == []
+
+    def age(conn: sa.Connection) -> None:
+        conn.execute(
+            idempotency_keys.update().values(created_at=time.time() - UNSTORED_AFTER_S - 1)
+        )
+
+    await store.db.write(age)
+    outcome = await once(store.idempotency, "chat", "k", fields, repeat, run, wait_s=0.1)
+    assert ran == ["ran"] and outcome.turn is not None
+    again = await store.idempotency.claim("chat", "k", request_hash(fields), "m-other")
+    assert again is not None and again.message_id == repeat.message.id  # the key moved on

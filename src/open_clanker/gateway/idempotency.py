@@ -5,7 +5,8 @@ The key is bound to the request's message id before the model is called (insert-
 repeat with the same body waits, bounded, for that message to be settled — by the first
 request, or by the recovery sweep if its replica died — then gets the same answer; still
 pending at the bound: 409 `idempotency_in_progress`. A different body: 422. If the first
-attempt failed (the provider was down) or expired, the repeat runs afresh.
+attempt failed (the provider was down) or expired, or its process died before storing the
+message (`UNSTORED_AFTER_S`), the repeat runs afresh.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from open_clanker.storage.messages import Status
 FIRST_POLL_S = 0.05
 MAX_POLL_S = 1.0
 RERUN = frozenset({Status.FAILED, Status.EXPIRED})
+# A key whose message is still not stored this long after it was bound: the first attempt's
+# process died between binding and storing (milliseconds apart when alive). A repeat takes over.
+UNSTORED_AFTER_S = 30.0
 
 
 def request_hash(fields: dict[str, Any]) -> str:
@@ -68,7 +72,8 @@ async def once(
                 "use a new key for a new request."
             )
         answer = await store.answer(prior.message_id)
-        if answer.message is not None and answer.status in RERUN:
+        died_unstored = answer.message is None and prior.age_s > UNSTORED_AFTER_S
+        if died_unstored or (answer.message is not None and answer.status in RERUN):
             if await store.rebind(scope, key, prior.message_id, mine):
                 return Outcome(turn=await _run_bound(store, scope, key, mine, run))
             continue  # another repeat took over first: wait for its answer

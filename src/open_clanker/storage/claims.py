@@ -167,7 +167,8 @@ class ClaimStore:
         conn.execute(
             messages.update()
             .where(messages.c.id == message_id, messages.c.claimed_by == owner)
-            .values(claim_until=0.0)
+            # Unowned, or the heartbeat would renew the claim forever and no sweep take it.
+            .values(claimed_by=None, claim_until=None)
         )
 
     # -- the heartbeat and the end of a replica ------------------------------------------------

@@ -25,6 +25,7 @@ class KeyedRequest:
 
     request_hash: str
     message_id: str
+    age_s: float = 0.0  # since the key was bound to `message_id` (wall clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class IdempotencyStore:
                 idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
             )
         ).one()
-        return KeyedRequest(row.request_hash, row.message_id)
+        return KeyedRequest(row.request_hash, row.message_id, time.time() - row.created_at)
 
     async def rebind(self, scope: str, key: str, old_message_id: str, message_id: str) -> bool:
         """Point the key at a new attempt after the first one failed; False: another repeat

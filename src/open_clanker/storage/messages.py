@@ -309,6 +309,11 @@ class MessageStore:
         turn: Claim | None,
         answered_context: dict[str, Any] | None = None,
     ) -> None:
+        # Rows are locked in the heartbeat's order (session, then messages): the other order
+        # deadlocks on PostgreSQL against a heartbeat renewing this same turn.
+        if turn is not None:
+            self._claims.release_turn_in(conn, reply.session, turn)
+        generation = self._touch_session(conn, reply)
         if answers is not None:
             params = {"mid": answers.id, "new_status": answers_status}
             if not conn.execute(self._answer_stmt, params).rowcount:
@@ -319,9 +324,6 @@ class MessageStore:
                     .where(messages.c.id == answers.id)
                     .values(context_json=json.dumps(answered_context))
                 )
-        if turn is not None:
-            self._claims.release_turn_in(conn, reply.session, turn)
-        generation = self._touch_session(conn, reply)
         values = _message_values(reply, generation, status)
         values.update(values_extra)
         conn.execute(self._insert_stmt, values)
