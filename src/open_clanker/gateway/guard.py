@@ -10,20 +10,16 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 from fastapi import HTTPException
 
 from open_clanker.gateway import cross_site
+from open_clanker.gateway.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from open_clanker.gateway.hosts import HostPolicy
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorBody = Callable[[str, str, str], dict[str, Any]]  # (path, code, message) -> JSON body
 
 
@@ -69,13 +65,6 @@ def _limited_receive(receive: Receive, limit: int = MAX_BODY_BYTES) -> Receive:
     return wrapped
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def _assume_json(scope: Scope) -> None:
     """API bodies are JSON whatever Content-Type a client sent (curl defaults to a form type),
     so a bad body is reported as invalid JSON rather than as a form."""
@@ -107,11 +96,11 @@ class GatewayGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and len(incoming) <= 64 else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope.get("path", "")
-        host = _header(scope, b"host") or ""
+        host = header(scope, b"host") or ""
         if path not in self.open_paths and not self.hosts.allows(host):
             await self._refuse_host(scope, send, host)
             return
@@ -133,7 +122,7 @@ class GatewayGuard:
                 await self.app(scope, receive, send)
             return
         limit = self.body_limits.get(path, MAX_BODY_BYTES)
-        length = _header(scope, b"content-length")
+        length = header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             body = self.error_body(
                 path, "request_too_large", f"The request body is over {limit} bytes."

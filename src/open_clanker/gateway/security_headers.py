@@ -8,14 +8,8 @@ strict: a reply that somehow carried markup could not run script or load anythin
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from open_clanker.gateway.asgi import ASGIApp, Message, Receive, Scope, Send, header
 
 # A Host header that can be written into the policy as it is (a name or an IP, and a port).
 _PLAIN_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
@@ -51,13 +45,6 @@ def security_headers(host: str | None) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _host(scope: Scope) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"host":
-            return str(value.decode("latin-1"))
-    return None
-
-
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -66,7 +53,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = security_headers(_host(scope))
+        extra = security_headers(header(scope, b"host"))
         names = {name for name, _ in extra}
 
         async def send_with_headers(message: Message) -> None:
