@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_kit import MARKS, expect, launch, other_origin
 from tests.proc import clean_env, cli
 from tests.test_ws import TOKEN, Gateway, run_gateway
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-if not CHROMIUM.exists() and os.environ.get("CI"):
-    raise RuntimeError("CI run without /usr/bin/chromium: `make browser` should have installed it")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
-]
-
-playwright_api = pytest.importorskip("playwright.async_api")
-expect = playwright_api.expect
+pytestmark = MARKS
 
 # Twenty requests a hostile page can make without the token; each settles or times out.
 ATTACK = """
@@ -82,42 +70,8 @@ async def gateway(tmp_path: Path, data_dir: Path) -> AsyncIterator[Gateway]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@asynccontextmanager
-async def attacker_site(html: str) -> AsyncIterator[int]:
-    """A web server on another loopback port serving `html`; its port."""
-    from aiohttp import web
-
-    async def page(_request: web.Request) -> web.Response:
-        return web.Response(text=html, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    async with launch() as chromium:
+        yield chromium
 
 
 async def test_another_origin_cannot_lock_the_owner_out(
@@ -125,7 +79,8 @@ async def test_another_origin_cannot_lock_the_owner_out(
 ) -> None:
     statuses: list[int] = []
     html = ATTACK.replace("GATEWAY", json.dumps(gateway.http))
-    async with attacker_site(html) as port:
+    async with other_origin(html) as url:
+        port = url.rsplit(":", 1)[1].rstrip("/")
         # 127.0.0.1:<other port> is "same-site" to Chromium, localhost:<port> "cross-site".
         for origin in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/"):
             page = await (await browser.new_context()).new_page()
