@@ -1,0 +1,189 @@
+"""Play a `Schedule` against real gateway replicas: chats, Telegram updates, kill -9, restarts.
+
+Replicas share one fresh PostgreSQL database and one Redis namespace (tests/replicas_kit.py);
+each talks to the doubles through its own port (tests/replica_traced.py). A chat's client
+behaves like a careful one: on a lost connection or a 503 it retries with the same
+Idempotency-Key on another ready replica, until it has an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.doubles.telegram_double import message, update, user
+from tests.replica_schedule import Chat, Kill, Push, Schedule
+from tests.replica_traced import TracedEchoModel, TracedTelegram
+from tests.replicas_kit import TOKEN, ReplicaProcess, fresh_database, replica_config
+
+CLIENT_BOUND_S = 120.0  # a chat's client gives up after this (the audit then reports it)
+REQUEST_TIMEOUT_S = 80.0  # beyond the gateway's own idempotency wait (timeout_s + 5)
+RETRYABLE = {"idempotency_in_progress", "not_ready"}
+
+
+@dataclass
+class ChatOutcome:
+    chat: Chat
+    status: int | None = None  # the last answer's status; None: no answer at all
+    body: dict[str, Any] | None = None
+    attempts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fleet:
+    replicas: list[ReplicaProcess]
+    storage_url: str
+    ready: list[bool]
+    kills: list[tuple[int, float]] = field(default_factory=list)  # (replica, monotonic)
+    skipped_kills: int = 0
+    _restarts: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def pick(self, prefer: int) -> int | None:
+        n = len(self.replicas)
+        for i in range(n):
+            candidate = (prefer + i) % n
+            if self.ready[candidate]:
+                return candidate
+        return None
+
+    def running(self, index: int) -> bool:
+        proc = self.replicas[index].proc
+        return proc is not None and proc.poll() is None
+
+    def kill(self, k: Kill) -> None:
+        n = len(self.replicas)
+        # The scheduled replica, or the next one running (it may be down already).
+        target = next((t for i in range(n) if self.running(t := (k.replica + i) % n)), None)
+        others_ready = [i for i in range(n) if self.ready[i] and i != target]
+        if target is None or not others_ready:
+            self.skipped_kills += 1  # never the last ready replica: clients need somewhere
+            return
+        self.ready[target] = False
+        self.replicas[target].kill()
+        self.kills.append((target, time.monotonic()))
+        if k.restart_after is not None:
+            task = asyncio.create_task(self._restart(target, k.restart_after))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, index: int, after: float) -> None:
+        await asyncio.sleep(after)
+        if self.running(index):
+            return  # another kill's restart brought it back already
+        replica = self.replicas[index]
+        replica.start()
+        try:
+            await replica.wait_ready(60)
+        except AssertionError:
+            if replica.proc is not None and replica.proc.poll() is None:
+                raise
+            return  # killed again while starting: that kill schedules its own restart
+        self.ready[index] = True
+
+    async def restarts_done(self) -> None:
+        while self._restarts:
+            await asyncio.gather(*list(self._restarts))
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    tmp_path: Path, count: int, model: TracedEchoModel, telegram: TracedTelegram
+) -> AsyncIterator[Fleet]:
+    async with fresh_database() as storage_url:
+        namespace = f"t{secrets.token_hex(4)}"
+        replicas = [
+            ReplicaProcess(
+                name=chr(ord("A") + i),
+                dir=tmp_path / f"replica-{i}",
+                config=replica_config(
+                    storage_url, namespace, model.urls[i], telegram_url=telegram.urls[i]
+                ),
+                extra_env={"TEST_MODEL_KEY": "sk-test"},
+            )
+            for i in range(count)
+        ]
+        try:
+            for replica in replicas:
+                replica.start()
+            await asyncio.gather(*(r.wait_ready(60) for r in replicas))
+            yield Fleet(replicas, storage_url, [True] * count)
+        finally:
+            # In threads and together: each stop waits for its process, and the doubles
+            # (on this loop) must keep answering while the replicas drain.
+            await asyncio.gather(
+                *(asyncio.to_thread(r.stop) for r in replicas if r.proc is not None)
+            )
+
+
+async def _chat(fleet: Fleet, http: aiohttp.ClientSession, chat: Chat) -> ChatOutcome:
+    outcome = ChatOutcome(chat)
+    prefer = chat.replica
+    deadline = time.monotonic() + CLIENT_BOUND_S
+    headers = {"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": chat.key}
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    while time.monotonic() < deadline:
+        index = fleet.pick(prefer)
+        if index is None:
+            await asyncio.sleep(0.2)
+            continue
+        replica = fleet.replicas[index]
+        try:
+            async with http.post(
+                replica.base_url + "/api/v1/chat",
+                json={"text": chat.text, "session": chat.session},
+                headers=headers,
+                timeout=timeout,
+            ) as r:
+                outcome.status, outcome.body = r.status, await r.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            outcome.attempts.append(f"{replica.name}: {type(exc).__name__}")
+            prefer = index + 1
+            await asyncio.sleep(0.2)
+            continue
+        outcome.attempts.append(f"{replica.name}: {outcome.status}")
+        code = (outcome.body or {}).get("error", {}).get("code")
+        if outcome.status == 200 or code not in RETRYABLE:
+            return outcome
+        prefer = index + 1
+        await asyncio.sleep(0.5)
+    return outcome
+
+
+def _push(telegram: TracedTelegram, push: Push) -> None:
+    sender = user(push.chat_id, f"user{push.chat_id}")
+    telegram.push(update(message(push.text, chat_id=push.chat_id, sender=sender)))
+
+
+async def play(
+    schedule: Schedule, fleet: Fleet, http: aiohttp.ClientSession, telegram: TracedTelegram
+) -> list[ChatOutcome]:
+    """Every event at its time; returns once every chat has its final answer."""
+    start = time.monotonic()
+
+    async def at(offset: float) -> None:
+        await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
+
+    async def chat(c: Chat) -> ChatOutcome:
+        await at(c.at)
+        return await _chat(fleet, http, c)
+
+    async def push(p: Push) -> None:
+        await at(p.at)
+        _push(telegram, p)
+
+    async def kill(k: Kill) -> None:
+        await at(k.at)
+        fleet.kill(k)
+
+    events = [*(push(p) for p in schedule.pushes), *(kill(k) for k in schedule.kills)]
+    outcomes, *_ = await asyncio.gather(asyncio.gather(*(chat(c) for c in schedule.chats)), *events)
+    await fleet.restarts_done()
+    return list(outcomes)
