@@ -11,7 +11,7 @@ session's exact history, every part delivered once and in order — a repeat all
 a kill explains it. Nothing here asserts a timing; any interleaving must pass.
 
 Replay one seed: `pytest tests/test_replicas_random.py -k 'seed-11'`; others with
-`OPENCLAW_REPLICA_SEEDS=1,2,3`.
+`OPENCLAW_TEST_REPLICA_SEEDS=1,2,3`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from tests.replica_schedule import Chat, Push, Schedule, draw
 from tests.replica_traced import ModelCall, SendRecord, TracedEchoModel, TracedTelegram
 from tests.replicas_kit import TOKEN, alternates, needs_services
 
-# Fixed seeds for CI; OPENCLAW_REPLICA_SEEDS=1,2,3 tries others (to hunt, or to replay one).
-SEEDS = tuple(int(s) for s in os.environ.get("OPENCLAW_REPLICA_SEEDS", "11,29").split(","))
+# Fixed seeds for CI; OPENCLAW_TEST_REPLICA_SEEDS=1,2,3 tries others (to hunt, or to replay one).
+SEEDS = tuple(int(s) for s in os.environ.get("OPENCLAW_TEST_REPLICA_SEEDS", "11,29").split(","))
 REPLICAS = 3
 SETTLE_S = 60.0  # lease_s (3) + a sweep (5) + the slowest turns, with room for a busy machine
 
