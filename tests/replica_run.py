@@ -21,7 +21,7 @@ import aiohttp
 
 from tests.doubles.telegram_double import message, update, user
 from tests.replica_schedule import Chat, Kill, Push, Schedule
-from tests.replica_traced import TracedEchoModel, TracedTelegram
+from tests.replica_traced import OnCall, TracedEchoModel, TracedTelegram
 from tests.replicas_kit import TOKEN, ReplicaProcess, fresh_database, replica_config
 
 CLIENT_BOUND_S = 120.0  # a chat's client gives up after this (the audit then reports it)
@@ -57,6 +57,19 @@ class Fleet:
     def running(self, index: int) -> bool:
         proc = self.replicas[index].proc
         return proc is not None and proc.poll() is None
+
+    def kill_on_call(self, kills: list[Kill]) -> OnCall:
+        """A double's hook: the `nth` call of a kind kills its caller, there and then."""
+        seen: dict[str, int] = {}
+        waiting = {(k.on, k.nth): k for k in kills if k.on != "time"}
+
+        def on_call(kind: str, replica: int) -> None:
+            seen[kind] = seen.get(kind, 0) + 1
+            k = waiting.pop((kind, seen[kind]), None)
+            if k is not None and replica >= 0:
+                self.kill(Kill(0, replica, k.restart_after))
+
+        return on_call
 
     def kill(self, k: Kill) -> None:
         n = len(self.replicas)
@@ -163,10 +176,15 @@ def _push(telegram: TracedTelegram, push: Push) -> None:
 
 
 async def play(
-    schedule: Schedule, fleet: Fleet, http: aiohttp.ClientSession, telegram: TracedTelegram
+    schedule: Schedule,
+    fleet: Fleet,
+    http: aiohttp.ClientSession,
+    telegram: TracedTelegram,
+    model: TracedEchoModel,
 ) -> list[ChatOutcome]:
     """Every event at its time; returns once every chat has its final answer."""
     start = time.monotonic()
+    model.on_call = telegram.on_call = fleet.kill_on_call(schedule.kills)
 
     async def at(offset: float) -> None:
         await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
@@ -183,7 +201,8 @@ async def play(
         await at(k.at)
         fleet.kill(k)
 
-    events = [*(push(p) for p in schedule.pushes), *(kill(k) for k in schedule.kills)]
+    timed = [k for k in schedule.kills if k.on == "time"]
+    events = [*(push(p) for p in schedule.pushes), *(kill(k) for k in timed)]
     outcomes, *_ = await asyncio.gather(asyncio.gather(*(chat(c) for c in schedule.chats)), *events)
     await fleet.restarts_done()
     return list(outcomes)

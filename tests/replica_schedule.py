@@ -39,11 +39,17 @@ class Push:
 
 @dataclass(frozen=True, slots=True)
 class Kill:
-    """kill -9 of a replica; it starts again `restart_after` seconds later (None: stays down)."""
+    """kill -9 of a replica; it starts again `restart_after` seconds later (None: stays down).
+
+    `on` = "time": at `at`. "send" / "model": the replica making the `nth` sendMessage / model
+    call of the run, the moment that call reaches the double (a send that landed but was never
+    recorded; a turn cut off mid-call). Such a kill lands where a timed one rarely does."""
 
     at: float
     replica: int
     restart_after: float | None
+    on: str = "time"
+    nth: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +62,9 @@ class Schedule:
     kills: list[Kill] = field(default_factory=list)
 
     def describe(self) -> str:
-        """One line per kill, for a failure message: enough to replay the seed by hand."""
+        """The schedule in one line, for a failure message (the seed replays it)."""
         kills = ", ".join(
-            f"{chr(65 + k.replica)}@{k.at:.1f}s"
+            (f"{chr(65 + k.replica)}@{k.at:.1f}s" if k.on == "time" else f"{k.on}#{k.nth}")
             + (f"+{k.restart_after:.1f}" if k.restart_after else "")
             for k in self.kills
         )
@@ -83,7 +89,7 @@ def draw(
     chat_messages: int = 36,
     telegram_chats: int = 4,
     telegram_messages: int = 16,
-    kills: int = 3,
+    kills: int = 2,
 ) -> Schedule:
     rng = random.Random(seed)
     chats = []
@@ -105,7 +111,10 @@ def draw(
         if rng.random() < 0.2:  # a long one: its answer goes out in two parts, in order
             text += "".join(f"\n\nc{chat_id}-t{i}-p{j} " + "x" * LONG_PARAGRAPH for j in range(3))
         pushes.append(Push(at=round(rng.uniform(0, window_s), 3), chat_id=chat_id, text=text))
-    kill_list = []
+    kill_list = [
+        Kill(at=0, replica=-1, restart_after=round(rng.uniform(0.5, 4.0), 3), on=on, nth=nth)
+        for on, nth in (("send", rng.randint(2, 8)), ("model", rng.randint(5, 25)))
+    ]
     for n in range(kills):
         # The last kill may leave its replica down for good: the others carry on alone.
         stays_down = n == kills - 1 and rng.random() < 0.5

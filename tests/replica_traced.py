@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,14 @@ from tests.doubles.echo_model import EchoModel
 from tests.doubles.telegram_double import TelegramDouble
 
 _caller: contextvars.ContextVar[int] = contextvars.ContextVar("caller", default=-1)
+
+# Called as (kind, replica) when a call reaches a double ("model", "send"): the run may kill
+# that replica right there, before the double answers it.
+OnCall = Callable[[str, int], None]
+
+
+def _ignore(_kind: str, _replica: int) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ class TracedEchoModel(EchoModel):
 
     calls: list[ModelCall] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    on_call: OnCall = _ignore
     _port_of: dict[int, int] = field(default_factory=dict)
 
     async def listen_per_replica(self, count: int) -> list[str]:
@@ -79,6 +89,7 @@ class TracedEchoModel(EchoModel):
         messages = [m for m in body.get("messages", []) if m.get("role") != "system"]
         replica = self._port_of.get(_local_port(request), -1)
         self.calls.append(ModelCall(replica, time.monotonic(), messages))
+        self.on_call("model", replica)
         return await super()._completions(request)
 
 
@@ -88,6 +99,7 @@ class TracedTelegram(TelegramDouble):
 
     records: list[SendRecord] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    on_call: OnCall = _ignore
     _port_of: dict[int, int] = field(default_factory=dict)
 
     async def listen_per_replica(self, count: int) -> list[str]:
@@ -111,6 +123,8 @@ class TracedTelegram(TelegramDouble):
                     _caller.get(), time.monotonic(), int(sent.chat_id), sent.raw, sent.message_id
                 )
             )
+        if len(self.sent) > before:
+            self.on_call("send", _caller.get())  # sent: a kill now is a send never recorded
         return response
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:

@@ -100,7 +100,7 @@ async def test_random_interleavings_keep_every_promise(tmp_path: Path, seed: int
             fleet(tmp_path, REPLICAS, model, telegram) as f,
             aiohttp.ClientSession() as http,
         ):
-            outcomes = await play(schedule, f, http, telegram)
+            outcomes = await play(schedule, f, http, telegram, model)
             expected = len(schedule.chats) + len(schedule.pushes)
             await settled(f.storage_url, expected, SETTLE_S)  # the audit says what is missing
             await asyncio.sleep(1.5)  # a late second send of a part would have landed by now
