@@ -357,6 +357,7 @@ def observations(evidence: Evidence) -> dict[str, int]:
         "model_calls_beyond_one": calls - len(users),
         "parts": len(evidence.outbox),
         "deliveries_beyond_one": deliveries - len(evidence.outbox),
+        "drafts_before_an_earlier_reply": _drafts_before_earlier_replies(evidence),
         "unfinished_drafts": sum(
             1
             for s in evidence.sends
@@ -368,3 +369,35 @@ def observations(evidence: Evidence) -> dict[str, int]:
             )
         ),
     }
+
+
+def _drafts_before_earlier_replies(evidence: Evidence) -> int:
+    """Drafts that appeared in a chat before an earlier reply's part was delivered there: the
+    parts are delivered in order, but a draft is a message of its own, shown where it was
+    sent (after a kill, an earlier reply can wait `lease_s` for its sender's claim to lapse)."""
+    count = 0
+    first: dict[int, float] = {}
+    for row in evidence.outbox:
+        mine = _deliveries(evidence, row)
+        if mine:
+            first[row["seq"]] = mine[0].at
+    for row in evidence.outbox:
+        if row["edit_message_id"] is None:
+            continue
+        draft = next(
+            (
+                s
+                for s in evidence.sends
+                if not s.edit
+                and s.chat_id == int(row["channel_id"])
+                and s.message_id == int(row["edit_message_id"])
+            ),
+            None,
+        )
+        if draft is not None and any(
+            first.get(earlier["seq"], 0.0) > draft.at
+            for earlier in evidence.outbox
+            if earlier["channel_id"] == row["channel_id"] and earlier["seq"] < row["seq"]
+        ):
+            count += 1
+    return count

@@ -44,6 +44,7 @@ class Fleet:
     ready: list[bool]
     kills: list[tuple[int, float]] = field(default_factory=list)  # (replica, monotonic)
     skipped_kills: int = 0
+    stops: int = 0  # graceful ones (SIGTERM)
     _restarts: set[asyncio.Task[None]] = field(default_factory=set)
 
     def pick(self, prefer: int) -> int | None:
@@ -80,14 +81,25 @@ class Fleet:
             self.skipped_kills += 1  # never the last ready replica: clients need somewhere
             return
         self.ready[target] = False
-        self.replicas[target].kill()
-        self.kills.append((target, time.monotonic()))
+        stopped: asyncio.Future[int] | None = None
+        if k.graceful:
+            # SIGTERM: it drains and hands its claims over. Not a kill: nothing it did may be
+            # done twice, so it explains no repeat in the audit.
+            stopped = asyncio.ensure_future(asyncio.to_thread(self.replicas[target].stop))
+            self.stops += 1
+        else:
+            self.replicas[target].kill()
+            self.kills.append((target, time.monotonic()))
         if k.restart_after is not None:
-            task = asyncio.create_task(self._restart(target, k.restart_after))
+            task = asyncio.create_task(self._restart(target, k.restart_after, stopped))
             self._restarts.add(task)
             task.add_done_callback(self._restarts.discard)
 
-    async def _restart(self, index: int, after: float) -> None:
+    async def _restart(
+        self, index: int, after: float, stopped: asyncio.Future[int] | None = None
+    ) -> None:
+        if stopped is not None:
+            await stopped  # its drain first (a kill -9 may also end it meanwhile)
         await asyncio.sleep(after)
         if self.running(index):
             return  # another kill's restart brought it back already

@@ -50,6 +50,7 @@ class Kill:
     restart_after: float | None
     on: str = "time"
     nth: int = 0
+    graceful: bool = False  # SIGTERM instead: a drain, its claims handed over
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ class Schedule:
     def describe(self) -> str:
         """The schedule in one line, for a failure message (the seed replays it)."""
         kills = ", ".join(
-            (f"{chr(65 + k.replica)}@{k.at:.1f}s" if k.on == "time" else f"{k.on}#{k.nth}")
+            ("term " if k.graceful else "")
+            + (f"{chr(65 + k.replica)}@{k.at:.1f}s" if k.on == "time" else f"{k.on}#{k.nth}")
             + (f"+{k.restart_after:.1f}" if k.restart_after else "")
             for k in self.kills
         )
@@ -125,6 +127,15 @@ def draw(
                 restart_after=None if stays_down else round(rng.uniform(0.5, 5.0), 3),
             )
         )
+    # One rolling restart: SIGTERM, then a start.
+    kill_list.append(
+        Kill(
+            at=round(rng.uniform(1.0, window_s - 1.0), 3),
+            replica=rng.randrange(replicas),
+            restart_after=round(rng.uniform(0.5, 3.0), 3),
+            graceful=True,
+        )
+    )
     return Schedule(
         seed=seed,
         replicas=replicas,

@@ -111,7 +111,8 @@ async def test_random_interleavings_keep_every_promise(tmp_path: Path, seed: int
             problems += await _histories_alternate(
                 f, http, {m["session_key"] for m in evidence.messages}
             )
-            print(f"{schedule.describe()}; {observations(evidence)}")  # what was exercised
+            seen = observations(evidence) | {"graceful_stops": f.stops}
+            print(f"{schedule.describe()}; {seen}")  # what was exercised
             assert f.kills, f"no kill happened: {schedule.describe()}"
             assert not problems, f"{schedule.describe()}:\n" + "\n".join(problems[:40])
     finally:
