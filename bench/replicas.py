@@ -13,7 +13,8 @@ them (several sessions, more in flight than sessions, so one session's turns wai
 replicas at once), stop them, then audit the database: every message stored once
 (duplicated), answered (lost), by the answer to itself (cross-answered), and each session's
 replies stored in the order of its messages (out of order). Prints a markdown table (the
-median of the rounds, with their range) for docs/replicas.md and writes
+median of the rounds, with their range; the CPU the replicas spent per message, summed over
+them) for docs/replicas.md and writes
 bench/results/replicas.json.
 """
 
@@ -159,8 +160,21 @@ def gateway_env(
     return env
 
 
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 @contextlib.contextmanager
-def replicas(n: int, model_url: str, storage_url: str, redis_url: str) -> Iterator[list[str]]:
+def replicas(
+    n: int, model_url: str, storage_url: str, redis_url: str
+) -> Iterator[tuple[list[str], list[int]]]:
     ns = f"bench{secrets.token_hex(3)}"
     procs: list[subprocess.Popen[Any]] = []
     dirs = [tempfile.mkdtemp(prefix="clanker-bench-replica-") for _ in range(n)]
@@ -180,7 +194,7 @@ def replicas(n: int, model_url: str, storage_url: str, redis_url: str) -> Iterat
             urls.append(f"http://127.0.0.1:{port}")
         for url, proc in zip(urls, procs, strict=True):
             wait_ready(url, proc, 60)
-        yield urls
+        yield urls, [p.pid for p in procs]
     finally:
         stop_all(procs)
         for data_dir in dirs:
@@ -254,8 +268,12 @@ def audit(storage_url: str, tag: str, sent: int, sessions: int) -> dict[str, int
 def one_run(n: int, rnd: int, model_url: str, args: argparse.Namespace) -> dict[str, Any]:
     tag = f"r{n}x{rnd}"
     with fresh_database(args.pg) as storage_url:
-        with replicas(n, model_url, storage_url, args.redis) as urls:
+        with replicas(n, model_url, storage_url, args.redis) as (urls, pids):
+            before = cpu_s(pids)
             result = load(urls, args, tag)
+            # All replicas together, per message (the warm-up's messages included).
+            spent = cpu_s(pids) - before
+            result["cpu_ms_msg"] = round(spent * 1000 / max(1, result["sent"] + args.warmup), 2)
         result |= audit(storage_url, tag, result["sent"], args.sessions)
     result["cross_answered"] += result.pop("db_cross")
     result["replicas"] = n
@@ -277,8 +295,8 @@ def machine(pg_url: str) -> str:
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "| replicas | sent | answered | duplicated | lost | cross-answered | out of order "
-        "| msg/s (median, range) | p50 ms | p99 ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| msg/s (median, range) | p50 ms | p99 ms | gateway CPU ms/msg |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n in sorted({r["replicas"] for r in results}):
         runs = [r for r in results if r["replicas"] == n]
@@ -293,13 +311,15 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"| {n} | {total('sent')} | {total('answered')} | {total('duplicated')} "
             f"| {total('lost')} | {total('cross_answered')} | {total('out_of_order')} "
             f"| {statistics.median(rates):.0f} ({min(rates):.0f}–{max(rates):.0f}) "
-            f"| {p50:.0f} | {p99:.0f} |"
+            f"| {p50:.0f} | {p99:.0f} "
+            f"| {statistics.median(float(r['cpu_ms_msg']) for r in runs):.1f} |"
         )
     lines.append("")
     lines.append(
         f"{args.rounds} round(s) per row, counts summed over rounds; {args.count} chats per "
         f"round, {args.concurrency} in flight, {args.sessions} sessions, model double "
-        f"{args.delay_ms} ms; {machine(args.pg)}."
+        f"{args.delay_ms} ms; {machine(args.pg)}; load average {args.load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (the machine is shared)."
     )
     return "\n".join(lines)
 
@@ -328,6 +348,7 @@ def main() -> int:
         )
         return 2
     counts = [int(n) for n in args.replicas.split(",")]
+    args.load_before = os.getloadavg()[0]
     results = []
     started = time.monotonic()
     with echo_model(args.delay_ms / 1000) as model_url:
