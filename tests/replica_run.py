@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from tests.replica_schedule import Chat, Kill, Push, Schedule
 from tests.replica_traced import OnCall, TracedEchoModel, TracedTelegram
 from tests.replicas_kit import TOKEN, ReplicaProcess, fresh_database, replica_config
 
+WEBHOOK_SECRET = "replica-test-webhook-secret"
+WEBHOOK_PATH = "/telegram/webhook"
 CLIENT_BOUND_S = 120.0  # a chat's client gives up after this (the audit then reports it)
 REQUEST_TIMEOUT_S = 80.0  # beyond the gateway's own idempotency wait (timeout_s + 5)
 RETRYABLE = {"idempotency_in_progress", "not_ready"}
@@ -118,10 +121,25 @@ class Fleet:
             await asyncio.gather(*list(self._restarts))
 
 
+def webhook_settings() -> str:
+    """Telegram in webhook mode: the same public URL for every replica (the load balancer's;
+    Telegram never calls it here, the test posts to each replica's path itself)."""
+    return (
+        'mode = "webhook"\n'
+        f'webhook_url = "https://lb.invalid{WEBHOOK_PATH}"\n'
+        f'webhook_secret = "{WEBHOOK_SECRET}"\n'
+    )
+
+
 @contextlib.asynccontextmanager
 async def fleet(
-    tmp_path: Path, count: int, model: TracedEchoModel, telegram: TracedTelegram
+    tmp_path: Path,
+    count: int,
+    model: TracedEchoModel,
+    telegram: TracedTelegram,
+    mode: str = "polling",
 ) -> AsyncIterator[Fleet]:
+    extra = webhook_settings() if mode == "webhook" else ""
     async with fresh_database() as storage_url:
         namespace = f"t{secrets.token_hex(4)}"
         replicas = [
@@ -129,7 +147,11 @@ async def fleet(
                 name=chr(ord("A") + i),
                 dir=tmp_path / f"replica-{i}",
                 config=replica_config(
-                    storage_url, namespace, model.urls[i], telegram_url=telegram.urls[i]
+                    storage_url,
+                    namespace,
+                    model.urls[i],
+                    telegram_url=telegram.urls[i],
+                    extra=extra,
                 ),
                 extra_env={"TEST_MODEL_KEY": "sk-test"},
             )
@@ -182,9 +204,32 @@ async def _chat(fleet: Fleet, http: aiohttp.ClientSession, chat: Chat) -> ChatOu
     return outcome
 
 
-def _push(telegram: TracedTelegram, push: Push) -> None:
+def _update(push: Push, update_id: int) -> dict[str, Any]:
     sender = user(push.chat_id, f"user{push.chat_id}")
-    telegram.push(update(message(push.text, chat_id=push.chat_id, sender=sender)))
+    return update(message(push.text, chat_id=push.chat_id, sender=sender), update_id=update_id)
+
+
+async def _post_webhook(
+    fleet: Fleet, http: aiohttp.ClientSession, body: dict[str, Any], prefer: int
+) -> None:
+    """Telegram's side of webhook mode: POST the update until some replica answers 200."""
+    deadline = time.monotonic() + CLIENT_BOUND_S
+    headers = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+    while time.monotonic() < deadline:
+        index = fleet.pick(prefer)
+        if index is not None:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.post(
+                    fleet.replicas[index].base_url + WEBHOOK_PATH,
+                    json=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=30),
+                ) as r:
+                    if r.status == 200:
+                        return
+            prefer = index + 1
+        await asyncio.sleep(0.3)
+    # Never delivered: the audit reports the update as not stored.
 
 
 async def play(
@@ -201,20 +246,44 @@ async def play(
     async def at(offset: float) -> None:
         await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
 
-    async def chat(c: Chat) -> ChatOutcome:
+    async def chat(c: Chat) -> list[ChatOutcome]:
         await at(c.at)
-        return await _chat(fleet, http, c)
+        if not c.twin:
+            return [await _chat(fleet, http, c)]
+        twin = dataclasses.replace(c, replica=c.replica + 1)
+        return list(await asyncio.gather(_chat(fleet, http, c), _chat(fleet, http, twin)))
+
+    update_ids = {id(p): 1000 + i for i, p in enumerate(schedule.pushes)}
 
     async def push(p: Push) -> None:
         await at(p.at)
-        _push(telegram, p)
+        telegram.push(_update(p, update_ids[id(p)]))
+
+    async def webhook_chat(pushes: list[Push]) -> None:
+        # Telegram posts a chat's updates one after another, each until it is answered 200.
+        for n, p in enumerate(pushes):
+            await at(p.at)
+            body = _update(p, update_ids[id(p)])
+            if p.twice:
+                await asyncio.gather(
+                    _post_webhook(fleet, http, body, n), _post_webhook(fleet, http, body, n + 1)
+                )
+            else:
+                await _post_webhook(fleet, http, body, n)
 
     async def kill(k: Kill) -> None:
         await at(k.at)
         fleet.kill(k)
 
     timed = [k for k in schedule.kills if k.on == "time"]
-    events = [*(push(p) for p in schedule.pushes), *(kill(k) for k in timed)]
+    if schedule.mode == "webhook":
+        by_chat: dict[int, list[Push]] = {}
+        for p in schedule.pushes:
+            by_chat.setdefault(p.chat_id, []).append(p)
+        deliveries = [webhook_chat(pushes) for pushes in by_chat.values()]
+    else:
+        deliveries = [push(p) for p in schedule.pushes]
+    events = [*deliveries, *(kill(k) for k in timed)]
     outcomes, *_ = await asyncio.gather(asyncio.gather(*(chat(c) for c in schedule.chats)), *events)
     await fleet.restarts_done()
-    return list(outcomes)
+    return [o for pair in outcomes for o in pair]

@@ -11,6 +11,7 @@ which message a reply answers; `[slow N]` sets the model's delay for that messag
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ class Chat:
     text: str
     replica: int
     key: str
+    twin: bool = False  # sent twice at once, to two replicas, with the same key
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class Push:
     at: float
     chat_id: int
     text: str
+    twice: bool = False  # webhook mode: delivered twice at once, to two replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class Schedule:
     seed: int
     replicas: int
     window_s: float
+    mode: str = "polling"  # Telegram: "polling" (one receiver) or "webhook" (any replica)
     chats: list[Chat] = field(default_factory=list)
     pushes: list[Push] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
@@ -70,9 +74,10 @@ class Schedule:
             + (f"+{k.restart_after:.1f}" if k.restart_after else "")
             for k in self.kills
         )
+        twins = sum(c.twin for c in self.chats) + sum(p.twice for p in self.pushes)
         return (
-            f"seed {self.seed}: {len(self.chats)} chats, {len(self.pushes)} Telegram updates, "
-            f"kills {kills or 'none'}"
+            f"seed {self.seed} ({self.mode}): {len(self.chats)} chats, {len(self.pushes)} "
+            f"Telegram updates, {twins} sent twice at once, kills {kills or 'none'}"
         )
 
 
@@ -92,6 +97,7 @@ def draw(
     telegram_chats: int = 4,
     telegram_messages: int = 16,
     kills: int = 2,
+    mode: str = "polling",
 ) -> Schedule:
     rng = random.Random(seed)
     chats = []
@@ -136,10 +142,16 @@ def draw(
             graceful=True,
         )
     )
+    # Repeats at the same moment on two replicas: a client retrying too early with its key, and
+    # (webhook mode) Telegram re-sending an update whose first delivery is still in flight.
+    chats = [dataclasses.replace(c, twin=rng.random() < 0.15) for c in chats]
+    if mode == "webhook":
+        pushes = [dataclasses.replace(p, twice=rng.random() < 0.25) for p in pushes]
     return Schedule(
         seed=seed,
         replicas=replicas,
         window_s=window_s,
+        mode=mode,
         chats=sorted(chats, key=lambda c: c.at),
         pushes=sorted(pushes, key=lambda p: p.at),
         kills=sorted(kill_list, key=lambda k: k.at),

@@ -30,8 +30,10 @@ from tests.replica_schedule import Chat, Push, Schedule, draw
 from tests.replica_traced import ModelCall, SendRecord, TracedEchoModel, TracedTelegram
 from tests.replicas_kit import TOKEN, alternates, needs_services
 
-# Fixed seeds for CI; OPENCLAW_TEST_REPLICA_SEEDS=1,2,3 tries others (to hunt, or to replay one).
+# Fixed seeds for CI, Telegram polling for one and webhook mode for the other;
+# OPENCLAW_TEST_REPLICA_SEEDS=1,2,3 tries others (to hunt, or to replay one), modes alternating.
 SEEDS = tuple(int(s) for s in os.environ.get("OPENCLAW_TEST_REPLICA_SEEDS", "11,29").split(","))
+CASES = [(seed, ("polling", "webhook")[i % 2]) for i, seed in enumerate(SEEDS)]
 REPLICAS = 3
 SETTLE_S = 60.0  # lease_s (3) + a sweep (5) + the slowest turns, with room for a busy machine
 
@@ -88,16 +90,18 @@ async def _histories_alternate(f: Fleet, http: aiohttp.ClientSession, keys: set[
 @needs_services
 @pytest.mark.postgres
 @pytest.mark.redis
-@pytest.mark.parametrize("seed", SEEDS, ids=[f"seed-{s}" for s in SEEDS])
-async def test_random_interleavings_keep_every_promise(tmp_path: Path, seed: int) -> None:
-    schedule = draw(seed, replicas=REPLICAS)
+@pytest.mark.parametrize(("seed", "mode"), CASES, ids=[f"seed-{s}-{m}" for s, m in CASES])
+async def test_random_interleavings_keep_every_promise(
+    tmp_path: Path, seed: int, mode: str
+) -> None:
+    schedule = draw(seed, replicas=REPLICAS, mode=mode)
     model = TracedEchoModel(delay_s=0.1)
     telegram = TracedTelegram()
     await model.listen_per_replica(REPLICAS)
     await telegram.listen_per_replica(REPLICAS)
     try:
         async with (
-            fleet(tmp_path, REPLICAS, model, telegram) as f,
+            fleet(tmp_path, REPLICAS, model, telegram, mode) as f,
             aiohttp.ClientSession() as http,
         ):
             outcomes = await play(schedule, f, http, telegram, model)
