@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Fleet:
     kills: list[tuple[int, float]] = field(default_factory=list)  # (replica, monotonic)
     skipped_kills: int = 0
     stops: int = 0  # graceful ones (SIGTERM)
+    crashes: list[str] = field(default_factory=list)  # a replica that exited on its own
     _restarts: set[asyncio.Task[None]] = field(default_factory=set)
 
     def pick(self, prefer: int) -> int | None:
@@ -76,12 +78,14 @@ class Fleet:
         return on_call
 
     def kill(self, k: Kill) -> None:
+        """The scheduled replica, or the next one running: it may be serving, starting (kill
+        -9 during start-up) or draining. Every replica may be down at once for a moment
+        (clients and Telegram wait), but never for good."""
         n = len(self.replicas)
-        # The scheduled replica, or the next one running (it may be down already).
         target = next((t for i in range(n) if self.running(t := (k.replica + i) % n)), None)
-        others_ready = [i for i in range(n) if self.ready[i] and i != target]
-        if target is None or not others_ready:
-            self.skipped_kills += 1  # never the last ready replica: clients need somewhere
+        others = [i for i in range(n) if i != target and self.running(i)]
+        if target is None or not (others or self._restarts or k.restart_after is not None):
+            self.skipped_kills += 1
             return
         self.ready[target] = False
         stopped: asyncio.Future[int] | None = None
@@ -101,18 +105,24 @@ class Fleet:
     async def _restart(
         self, index: int, after: float, stopped: asyncio.Future[int] | None = None
     ) -> None:
+        replica = self.replicas[index]
         if stopped is not None:
-            await stopped  # its drain first (a kill -9 may also end it meanwhile)
+            code = await stopped  # its drain first (a kill -9 may also end it meanwhile)
+            if code not in (0, -signal.SIGKILL):
+                self.crashes.append(f"{replica.name} exited {code} on SIGTERM")
         await asyncio.sleep(after)
         if self.running(index):
             return  # another kill's restart brought it back already
-        replica = self.replicas[index]
         replica.start()
         try:
             await replica.wait_ready(60)
-        except AssertionError:
-            if replica.proc is not None and replica.proc.poll() is None:
+        except AssertionError as exc:
+            assert replica.proc is not None
+            code = replica.proc.poll()
+            if code is None:
                 raise
+            if code != -signal.SIGKILL:  # not our kill -9 during its start-up: a crash
+                self.crashes.append(f"{replica.name} exited {code} while starting: {exc}")
             return  # killed again while starting: that kill schedules its own restart
         self.ready[index] = True
 

@@ -115,9 +115,11 @@ async def test_random_interleavings_keep_every_promise(
             problems += await _histories_alternate(
                 f, http, {m["session_key"] for m in evidence.messages}
             )
-            seen = observations(evidence) | {"graceful_stops": f.stops}
+            resumed = sum(len(r.events("pending_resumed")) for r in f.replicas)
+            seen = observations(evidence) | {"graceful_stops": f.stops, "resumed": resumed}
             print(f"{schedule.describe()}; {seen}")  # what was exercised
             assert f.kills, f"no kill happened: {schedule.describe()}"
+            assert not f.crashes, f.crashes
             assert not problems, f"{schedule.describe()}:\n" + "\n".join(problems[:40])
     finally:
         await telegram.stop()
