@@ -108,7 +108,9 @@ class Fleet:
         replica = self.replicas[index]
         if stopped is not None:
             code = await stopped  # its drain first (a kill -9 may also end it meanwhile)
-            if code not in (0, -signal.SIGKILL):
+            # -SIGTERM: it was still starting, before the gateway takes over SIGTERM (then
+            # nothing is accepted yet, and the default action is right).
+            if code not in (0, -signal.SIGKILL, -signal.SIGTERM):
                 self.crashes.append(f"{replica.name} exited {code} on SIGTERM")
         await asyncio.sleep(after)
         if self.running(index):
@@ -121,7 +123,7 @@ class Fleet:
             code = replica.proc.poll()
             if code is None:
                 raise
-            if code != -signal.SIGKILL:  # not our kill -9 during its start-up: a crash
+            if code not in (-signal.SIGKILL, -signal.SIGTERM):  # not ours: a crash
                 self.crashes.append(f"{replica.name} exited {code} while starting: {exc}")
             return  # killed again while starting: that kill schedules its own restart
         self.ready[index] = True

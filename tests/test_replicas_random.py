@@ -118,9 +118,9 @@ async def test_random_interleavings_keep_every_promise(
             resumed = sum(len(r.events("pending_resumed")) for r in f.replicas)
             seen = observations(evidence) | {"graceful_stops": f.stops, "resumed": resumed}
             print(f"{schedule.describe()}; {seen}")  # what was exercised
+            assert not problems, f"{schedule.describe()}:\n" + "\n".join(problems[:40])
             assert f.kills, f"no kill happened: {schedule.describe()}"
             assert not f.crashes, f.crashes
-            assert not problems, f"{schedule.describe()}:\n" + "\n".join(problems[:40])
     finally:
         await telegram.stop()
         await model.stop()
