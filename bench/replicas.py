@@ -14,7 +14,7 @@ replicas at once), stop them, then audit the database: every message stored once
 (duplicated), answered (lost), by the answer to itself (cross-answered), and each session's
 replies stored in the order of its messages (out of order). Prints a markdown table (the
 median of the rounds, with their range; the CPU the replicas spent per message, summed over
-them) for docs/replicas.md and writes
+them, and PostgreSQL's transactions per message) for docs/replicas.md and writes
 bench/results/replicas.json.
 """
 
@@ -265,15 +265,36 @@ def audit(storage_url: str, tag: str, sent: int, sessions: int) -> dict[str, int
     return {"duplicated": duplicated, "lost": lost, "db_cross": cross, "out_of_order": out_of_order}
 
 
+async def _transactions(storage_url: str) -> int:
+    """Transactions PostgreSQL counted in this database so far (pg_stat_database)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(storage_url)
+    try:
+        value = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return int(value or 0)
+    finally:
+        await conn.close()
+
+
 def one_run(n: int, rnd: int, model_url: str, args: argparse.Namespace) -> dict[str, Any]:
     tag = f"r{n}x{rnd}"
     with fresh_database(args.pg) as storage_url:
         with replicas(n, model_url, storage_url, args.redis) as (urls, pids):
+            xacts = asyncio.run(_transactions(storage_url))
             before = cpu_s(pids)
             result = load(urls, args, tag)
             # All replicas together, per message (the warm-up's messages included).
             spent = cpu_s(pids) - before
-            result["cpu_ms_msg"] = round(spent * 1000 / max(1, result["sent"] + args.warmup), 2)
+            messages = max(1, result["sent"] + args.warmup)
+            result["cpu_ms_msg"] = round(spent * 1000 / messages, 2)
+        # Read once the replicas have stopped: a backend reports its counts when it exits
+        # (their shutdown's few transactions, and some of their start's, are counted too).
+        xacts = asyncio.run(_transactions(storage_url)) - xacts
+        result["pg_xact_msg"] = round(xacts / messages, 1)
         result |= audit(storage_url, tag, result["sent"], args.sessions)
     result["cross_answered"] += result.pop("db_cross")
     result["replicas"] = n
@@ -295,8 +316,8 @@ def machine(pg_url: str) -> str:
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "| replicas | sent | answered | duplicated | lost | cross-answered | out of order "
-        "| msg/s (median, range) | p50 ms | p99 ms | gateway CPU ms/msg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| msg/s (median, range) | p50 ms | p99 ms | gateway CPU ms/msg | PG transactions/msg |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n in sorted({r["replicas"] for r in results}):
         runs = [r for r in results if r["replicas"] == n]
@@ -312,7 +333,8 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"| {total('lost')} | {total('cross_answered')} | {total('out_of_order')} "
             f"| {statistics.median(rates):.0f} ({min(rates):.0f}–{max(rates):.0f}) "
             f"| {p50:.0f} | {p99:.0f} "
-            f"| {statistics.median(float(r['cpu_ms_msg']) for r in runs):.1f} |"
+            f"| {statistics.median(float(r['cpu_ms_msg']) for r in runs):.1f} "
+            f"| {statistics.median(float(r['pg_xact_msg']) for r in runs):.1f} |"
         )
     lines.append("")
     lines.append(
