@@ -8,7 +8,7 @@ RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 EXTRAS ?=
 
-.PHONY: run test lint typecheck unit bench clean browser systemd
+.PHONY: run test lint typecheck unit bench bench-replicas clean browser systemd caddy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,13 +41,23 @@ browser:
 systemd:
 	@command -v systemd-analyze >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; } || echo "systemd-analyze missing: the systemd unit test will fail (run as root to install it)"
 
+# tests/test_deployment_replicas.py validates deploy/Caddyfile with Debian's caddy and runs it
+# in front of two gateways; installed here like systemd. Without it those two tests skip.
+caddy:
+	@command -v caddy >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null; } || echo "caddy missing: the live Caddyfile tests will be skipped (run as root to install it)"
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck browser systemd unit
+test: lint typecheck browser systemd caddy unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# 1, 2 and 3 replicas on one PostgreSQL + Redis (a few minutes; docs/replicas.md). Needs
+# OPENCLAW_BENCH_POSTGRES_URL and OPENCLAW_BENCH_REDIS_URL (or the OPENCLAW_TEST_ ones).
+bench-replicas: $(STAMP)
+	$(BIN)/python -m bench.replicas
 
 clean:
 	rm -rf $(VENV) build *.egg-info

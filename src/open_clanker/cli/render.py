@@ -28,13 +28,17 @@ def print_status(body: dict[str, Any]) -> None:
     if provider.get("fallbacks"):
         _row(table, "fallbacks", ", ".join(provider["fallbacks"]))
     _row(table, "storage", str(body.get("storage", {}).get("backend", "?")))
-    if body.get("replica"):
-        _row(table, "replica", str(body["replica"]))
+    replica = body.get("replica")
+    if replica:
+        _row(table, "replica", str(replica))  # this one, among several (SPEC §9)
     for name, info in body.get("channels", {}).items():
         detail = f" ({info['detail']})" if info.get("detail") else ""
-        # Polling and gateway connections run on one replica: say which (SPEC §9).
-        receiver = f", received by {info['receiver']}" if info.get("receiver") else ""
-        _row(table, f"channel {name}", f"{info.get('state')}{detail}{receiver}")
+        if "receiver" in info:  # a platform connection: which replica receives it
+            holder = info["receiver"]
+            detail += (
+                f"; received by {'this replica' if holder == replica else holder or 'none yet'}"
+            )
+        _row(table, f"channel {name}", f"{info.get('state')}{detail}")
     for name, value in body.get("counts", {}).items():
         _row(table, name.replace("_", " "), str(value))
     console.print(table)
