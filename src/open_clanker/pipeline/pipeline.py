@@ -271,8 +271,9 @@ class Pipeline:
         turn.reply = reply
         if rows:
             await self._bus.notify(OUTBOX, turn.message.channel_type.value)
-        log.info(
+        log.info(  # the message's one line at info (message_accepted is debug)
             "reply_stored",
+            session=turn.message.session,
             ending=ending.value if ending else None,
             parts=len(rows),
             provider=turn.response.provider if turn.response else None,

@@ -177,7 +177,8 @@ class StoreInbound:
             turn.end(Ending.DUPLICATE)
             return
         turn.seq, turn.has_turn, turn.version = accepted.seq, accepted.has_turn, accepted.version
-        log.info("message_accepted", session=msg.session, chars=len(msg.text))
+        # Debug: the turn's `reply_stored` is the message's one line at info.
+        log.debug("message_accepted", session=msg.session, chars=len(msg.text))
         await self._bus.publish(msg)
 
 
