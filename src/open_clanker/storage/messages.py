@@ -202,6 +202,10 @@ class MessageStore:
             .where(messages.c.id == sa.bindparam("mid"), messages.c.status == Status.PENDING)
             .values(status=sa.bindparam("new_status"), claimed_by=None, claim_until=None)
         )
+        self._answer_context_stmt = self._answer_stmt.values(
+            context_json=sa.bindparam("new_context")
+        )
+        self._outbox_insert_stmt = outbox.insert()
         self._status_stmt = (
             messages.update()
             .where(messages.c.id == sa.bindparam("mid"))
@@ -383,19 +387,17 @@ class MessageStore:
         generation, version = self._touch_session(conn, reply, bump=True)
         if answers is not None:
             params = {"mid": answers.id, "new_status": answers_status}
-            if not conn.execute(self._answer_stmt, params).rowcount:
+            stmt = self._answer_stmt
+            if answered_context is not None:  # the same UPDATE replaces the recovery context
+                params["new_context"] = json.dumps(answered_context)
+                stmt = self._answer_context_stmt
+            if not conn.execute(stmt, params).rowcount:
                 raise StaleClaim(answers.id)
-            if answered_context is not None:
-                conn.execute(
-                    messages.update()
-                    .where(messages.c.id == answers.id)
-                    .values(context_json=json.dumps(answered_context))
-                )
         values = _message_values(reply, generation, status)
         values.update(values_extra)
         reply_seq = int(conn.execute(self._insert_seq_stmt, values).scalar_one())
         if outbox_rows:
-            conn.execute(outbox.insert(), outbox_rows)
+            conn.execute(self._outbox_insert_stmt, outbox_rows)
         written: list[HistoryRow] = []
         if answers is not None and answers_status in HISTORY_STATUSES:
             question = _message_values(answers, generation, answers_status)
