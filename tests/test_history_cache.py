@@ -182,3 +182,50 @@ def test_the_cache_is_bounded_and_serves_only_its_version() -> None:
     assert cache.get("s3", 2, 5) is None  # another version: not served
     cache.extend("s3", 5, 6, 0, [])  # not at the version the write started from: dropped
     assert cache.get("s3", 6, 5) is None
+
+
+async def test_a_message_costs_two_transactions_and_no_read_in_steady_state(
+    tmp_path: Path,
+) -> None:
+    """Through the real pipeline: an API-shaped message (no platform id) of a session whose
+    history is cached writes twice (accept, finish) and reads nothing."""
+    from open_clanker.config.model import Config
+    from open_clanker.core.types import Inbound, client_session_key
+    from tests.pipeline_kit import make_kit
+
+    kit = await make_kit(tmp_path, Config.model_validate({"access": {"dm_policy": "open"}}))
+    try:
+        key = client_session_key("count", ChannelType.API)
+        calls: list[str] = []
+        db = kit.store.db
+        real_write, real_read = db.write, db.read
+
+        async def write(fn: object, *args: object, **kwargs: object) -> object:
+            calls.append("write")
+            return await real_write(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+        async def read(fn: object, *args: object, **kwargs: object) -> object:
+            calls.append("read")
+            return await real_read(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+        db.write, db.read = write, read  # type: ignore[method-assign]
+
+        def inbound(text: str) -> Inbound:
+            m = Message(
+                channel_type=ChannelType.API,
+                channel_id=key.split(":", 1)[1],
+                sender="api",
+                text=text,
+                session=key,
+            )
+            return Inbound(message=m, request_id=m.id)
+
+        await kit.pipeline.handle(inbound("first"))  # the history is read (and cached) once
+        calls.clear()
+        for n in range(3):
+            await kit.pipeline.handle(inbound(f"again {n}"))
+        assert calls == ["write", "write"] * 3
+        history = kit.provider.requests[-1].turns
+        assert [t.text for t in history][:2] == ["first", "reply to: first"]
+    finally:
+        await kit.store.close()
