@@ -96,7 +96,17 @@ async def test_cached_history_equals_read_history_over_many_turns(
     for n in range(120):
         limit = rng.choice((3, 5, 39))
         action = rng.choice(
-            ("reply", "reply", "reply", "command", "failed", "let_go", "queued", "burst")
+            (
+                "reply",
+                "reply",
+                "reply",
+                "command",
+                "failed",
+                "let_go",
+                "queued",
+                "burst",
+                "reset_queued",
+            )
         )
         if n % 37 == 36:
             action = "reset"
@@ -124,6 +134,8 @@ async def test_cached_history_equals_read_history_over_many_turns(
                 assert not second.has_turn
                 queued.append((waiting, second.seq))
             await finish(store, A, m, seq, f"r{n}")
+            if action == "reset_queued":  # an operator's reset while a message waits
+                await store.messages.reset_session(KEY)
             for waiting, waiting_seq in queued:
                 version = await store.claims.take_turn_at(KEY, A, waiting_seq)
                 assert version is not None

@@ -190,7 +190,6 @@ class MessageStore:
             .values(version=sessions.c.version + 1)
         )
         self.history_cache = HistoryCache()
-        self._insert_stmt = messages.insert()
         self._insert_seq_stmt = messages.insert().returning(messages.c.seq)
         self._claim_until = db_now_plus(db.dialect, claims.lease_s)
         self._claimed_insert_stmt = (
@@ -201,6 +200,7 @@ class MessageStore:
             messages.update()
             .where(messages.c.id == sa.bindparam("mid"), messages.c.status == Status.PENDING)
             .values(status=sa.bindparam("new_status"), claimed_by=None, claim_until=None)
+            .returning(messages.c.generation)  # the history cache's check (a reset between)
         )
         self._answer_context_stmt = self._answer_stmt.values(
             context_json=sa.bindparam("new_context")
@@ -385,13 +385,15 @@ class MessageStore:
         if turn is not None:
             self._claims.release_turn_in(conn, reply.session, turn)
         generation, version = self._touch_session(conn, reply, bump=True)
+        question_generation = None
         if answers is not None:
             params = {"mid": answers.id, "new_status": answers_status}
             stmt = self._answer_stmt
             if answered_context is not None:  # the same UPDATE replaces the recovery context
                 params["new_context"] = json.dumps(answered_context)
                 stmt = self._answer_context_stmt
-            if not conn.execute(stmt, params).rowcount:
+            question_generation = conn.execute(stmt, params).scalar()
+            if question_generation is None:
                 raise StaleClaim(answers.id)
         values = _message_values(reply, generation, status)
         values.update(values_extra)
@@ -399,7 +401,12 @@ class MessageStore:
         if outbox_rows:
             conn.execute(self._outbox_insert_stmt, outbox_rows)
         written: list[HistoryRow] = []
-        if answers is not None and answers_status in HISTORY_STATUSES:
+        # A question accepted before a reset is of the old generation: not in the history.
+        if (
+            answers is not None
+            and answers_status in HISTORY_STATUSES
+            and question_generation == generation
+        ):
             question = _message_values(answers, generation, answers_status)
             if answers_seq <= 0 or has_nul(question.values()):
                 return generation, version, None
