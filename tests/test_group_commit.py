@@ -84,12 +84,29 @@ async def test_a_failed_commit_fails_every_write_of_its_batch(
         def refuse(*_args: object) -> None:
             raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
 
+        gate = threading.Event()
+        blocker = asyncio.ensure_future(db.write(lambda _conn: gate.wait(10)))
+        await asyncio.sleep(0.05)
         monkeypatch.setattr(sa.engine.Connection, "commit", refuse)
-        results = await asyncio.gather(
-            *(db.write(_insert, n, False) for n in range(5)), return_exceptions=True
-        )
-        assert all(isinstance(r, sa.exc.OperationalError) for r in results)
+        writes = [asyncio.ensure_future(db.write(_insert, n, False)) for n in range(5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await blocker
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(isinstance(r, sa.exc.OperationalError) for r in results)  # one batch of 5
         monkeypatch.undo()
         assert await db.read(_all) == []  # nothing of theirs was kept
+    finally:
+        await db.close()
+
+
+async def test_a_lone_failing_write_keeps_nothing(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/g.db")
+    try:
+        await db.write(_create)
+        with pytest.raises(Boom):
+            await db.write(_insert, 1, True)
+        assert await db.write(_insert, 2, False) == 2
+        assert await db.read(_all) == [(2, 0), (2, 1)]
     finally:
         await db.close()

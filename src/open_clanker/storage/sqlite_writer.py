@@ -95,28 +95,43 @@ class SqliteWriter:
             return job, None, exc
 
     def _write(self, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+        if len(batch) == 1:  # nothing queued behind it: a plain transaction, no savepoint
+            return [self._write_alone(batch[0])]
         done: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             with self._engine.connect() as conn:
-                # Explicit, so the savepoints below nest in it (the driver's implicit BEGIN
-                # comes only before DML, and releasing an outermost savepoint commits).
-                conn.exec_driver_sql("BEGIN")
+                # Straight to the driver: these control statements need none of SQLAlchemy's
+                # execution machinery. BEGIN is explicit so the savepoints nest in it (the
+                # driver's implicit BEGIN comes only before DML, and releasing an outermost
+                # savepoint would commit).
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                raw.execute("BEGIN")
                 for job in batch:
-                    conn.exec_driver_sql("SAVEPOINT oc_job")
+                    raw.execute("SAVEPOINT oc_job")
                     try:
                         result = job.fn(conn, *job.args, **job.kwargs)
                     except Exception as exc:
-                        conn.exec_driver_sql("ROLLBACK TO oc_job")
-                        conn.exec_driver_sql("RELEASE oc_job")
+                        raw.execute("ROLLBACK TO oc_job")
+                        raw.execute("RELEASE oc_job")
                         done.append((job, None, exc))
                     else:
-                        conn.exec_driver_sql("RELEASE oc_job")
+                        raw.execute("RELEASE oc_job")
                         done.append((job, result, None))
                 conn.commit()
                 self.commits += 1
         except BaseException as exc:
             return [(job, None, exc) for job in batch]
         return done
+
+    def _write_alone(self, job: _Job) -> tuple[_Job, Any, BaseException | None]:
+        try:
+            with self._engine.begin() as conn:
+                result = job.fn(conn, *job.args, **job.kwargs)
+        except BaseException as exc:
+            return job, None, exc
+        self.commits += 1
+        return job, result, None
 
     def _answer(self, results: list[tuple[_Job, Any, BaseException | None]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]]
