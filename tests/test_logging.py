@@ -170,13 +170,13 @@ async def test_json_logs_carry_one_request_id_per_message_and_no_secret(tmp_path
     assert "uvicorn.error" in loggers
     assert any(name.startswith("telegram") for name in loggers)
 
-    assert {"http_request", "message_accepted", "provider_retry", "reply_stored"} <= lines_with(
-        in_file, http_rid
-    )
-    ws_rid = request_id_of(in_file, "message_accepted", session="webchat:wsx")
-    assert {"message_accepted", "reply_stored"} <= lines_with(in_file, ws_rid)
-    tg_rid = request_id_of(in_file, "message_accepted", session=f"telegram:{CHAT}")
-    assert {"message_accepted", "reply_stored", "reply_delivered"} <= lines_with(in_file, tg_rid)
+    # One line per message at info from the pipeline (reply_stored); message_accepted is debug.
+    assert {"http_request", "provider_retry", "reply_stored"} <= lines_with(in_file, http_rid)
+    ws_rid = request_id_of(in_file, "reply_stored", session="webchat:wsx")
+    assert {"message_accepted", "reply_stored"} <= lines_with(in_file, ws_rid)  # -v: debug too
+    assert {line["level"] for line in in_file if line["event"] == "message_accepted"} == {"debug"}
+    tg_rid = request_id_of(in_file, "reply_stored", session=f"telegram:{CHAT}")
+    assert {"reply_stored", "reply_delivered"} <= lines_with(in_file, tg_rid)
     assert len({http_rid, ws_rid, tg_rid}) == 3
 
     for secret in (PROVIDER_KEY, TELEGRAM_TOKEN, TOKEN):
@@ -239,3 +239,17 @@ def test_secret_shapes_are_redacted_even_when_unknown() -> None:
     ]:
         out = redact(line)
         assert secret not in out and "[REDACTED]" in out
+
+
+def test_a_line_below_the_level_is_dropped_and_a_level_change_applies_at_once(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging("warning", "json")
+    log = structlog.get_logger("open_clanker.test")
+    log.info("too_quiet")
+    log.debug("quieter")
+    logging.getLogger().setLevel(logging.INFO)  # what a reload of [logging].level does
+    log.info("now_heard", token="Bearer abcdefghijklmnop")
+    lines = json_lines(capsys.readouterr().err)
+    assert [line["event"] for line in lines] == ["now_heard"]
+    assert lines[0]["token"] == "Bearer [REDACTED]"

@@ -47,6 +47,7 @@ class Turn:
     claim: Claim | None = None  # this replica's claim on the message and its session's turn
     seq: int = 0  # the stored message's place in storage: turns of a session run in this order
     has_turn: bool = False  # the session's turn is held (taken when the message was stored)
+    version: int | None = None  # the session's history version when the turn was taken
     stopped: bool = False  # a /stop that found an answer running and ended it (stopping.py)
     sent_tokens: int = 0  # our estimate of the context the model got (pipeline/history.py)
 

@@ -193,7 +193,7 @@ class Pipeline:
         key = turn.message.session
         started = time.perf_counter()
         if not turn.has_turn:
-            await self._gate.wait_turn(key, turn.claim, turn.seq)
+            turn.version = await self._gate.wait_turn(key, turn.claim, turn.seq)
             turn.has_turn = True
         try:
             for stage in self.turn_stages:
@@ -260,6 +260,7 @@ class Pipeline:
             answered_context=turn.context_json(keep_client=False)
             if turn.inbound.client is not None
             else None,
+            answers_seq=turn.seq,
         )
         turn.has_turn = False  # ended by that transaction, or lost before it
         if not stored:
@@ -270,8 +271,9 @@ class Pipeline:
         turn.reply = reply
         if rows:
             await self._bus.notify(OUTBOX, turn.message.channel_type.value)
-        log.info(
+        log.info(  # the message's one line at info (message_accepted is debug)
             "reply_stored",
+            session=turn.message.session,
             ending=ending.value if ending else None,
             parts=len(rows),
             provider=turn.response.provider if turn.response else None,

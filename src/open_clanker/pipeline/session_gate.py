@@ -28,14 +28,16 @@ class SessionGate:
         self._waiting: dict[str, tuple[asyncio.Event, int]] = {}
         bus.on_notice(self._on_notice)
 
-    async def wait_turn(self, key: str, claim: Claim, seq: int) -> None:
-        """Return once this turn holds the session (its message `seq` is next)."""
+    async def wait_turn(self, key: str, claim: Claim, seq: int) -> int:
+        """Return once this turn holds the session (its message `seq` is next), with the
+        session's history version read as it was taken."""
         recheck = FIRST_RECHECK_S
         while True:
             event = self._enter(key)
             try:
-                if await self._claims.take_turn(key, claim, seq):
-                    return
+                version = await self._claims.take_turn_at(key, claim, seq)
+                if version is not None:
+                    return version
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), recheck)
             finally:

@@ -176,8 +176,9 @@ class StoreInbound:
             log.info("duplicate_dropped", platform_id=turn.inbound.platform_id, race=True)
             turn.end(Ending.DUPLICATE)
             return
-        turn.seq, turn.has_turn = accepted.seq, accepted.has_turn
-        log.info("message_accepted", session=msg.session, chars=len(msg.text))
+        turn.seq, turn.has_turn, turn.version = accepted.seq, accepted.has_turn, accepted.version
+        # Debug: the turn's `reply_stored` is the message's one line at info.
+        log.debug("message_accepted", session=msg.session, chars=len(msg.text))
         await self._bus.publish(msg)
 
 
@@ -223,7 +224,9 @@ class SessionStage:
             return
         # The session's earlier exchanges (every one is finished: turns run in order), then
         # this message.
-        earlier = await self._store.messages.history(msg.session, self._history_messages - 1)
+        earlier = await self._store.messages.history(
+            msg.session, self._history_messages - 1, turn.version
+        )
         offered = [*earlier, msg]
         budget = self._windows.budget(self._status().provider, self._history_tokens)
         measured = None

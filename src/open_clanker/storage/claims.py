@@ -59,7 +59,7 @@ class ClaimStore:
         # in order, and each sees every earlier exchange.
         self._take_turn_stmt = take.where(
             sessions.c.key == sa.bindparam("b_key"), free, ~earlier_pending
-        )
+        ).returning(sessions.c.version)
         self._take_any_stmt = take.where(sessions.c.key == sa.bindparam("b_key"), free)
         self._release_stmt = (
             sessions.update()
@@ -73,12 +73,18 @@ class ClaimStore:
 
     # -- a session's turn ---------------------------------------------------------------------
 
-    def take_turn_in(self, conn: sa.Connection, key: str, claim: Claim, seq: int) -> bool:
-        """Inside another transaction (accept): take the session for the message `seq`."""
+    def take_turn_in(self, conn: sa.Connection, key: str, claim: Claim, seq: int) -> int | None:
+        """Inside another transaction (accept): take the session for the message `seq`.
+        Returns the session's history version (storage/history_cache.py); None: not taken."""
         params = {"b_key": key, "b_owner": claim.owner, "b_token": claim.token, "b_seq": seq}
-        return bool(conn.execute(self._take_turn_stmt, params).rowcount)
+        version = conn.execute(self._take_turn_stmt, params).scalar()
+        return None if version is None else int(version)
 
     async def take_turn(self, key: str, claim: Claim, seq: int) -> bool:
+        return await self.take_turn_at(key, claim, seq) is not None
+
+    async def take_turn_at(self, key: str, claim: Claim, seq: int) -> int | None:
+        """Take the turn: the session's history version once taken; None: not taken."""
         return await self._db.write(self.take_turn_in, key, claim, seq)
 
     async def take_session(self, key: str, claim: Claim) -> bool:

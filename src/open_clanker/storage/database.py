@@ -3,16 +3,15 @@
 SQLite: the functions run on one dedicated thread with the stdlib driver, so a whole
 transaction costs one hop between the event loop and that thread. (Through aiosqlite every
 cursor call was its own hop, ~30 per message, and that dominated the gateway's CPU profile.)
-One thread is also SQLite's one writer: no lock waits between pooled connections.
+One thread is also SQLite's one writer: no lock waits between pooled connections. Writes
+queued while it is busy share one COMMIT (group commit, `storage/sqlite_writer.py`).
 
 PostgreSQL: the same functions run through asyncpg via `AsyncConnection.run_sync`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -23,6 +22,7 @@ from open_clanker.core.errors import ConfigError
 from open_clanker.core.extras import require_extra
 from open_clanker.core.file_modes import secure_sqlite
 from open_clanker.storage.nul_guard import install_nul_guard
+from open_clanker.storage.sqlite_writer import CALL, READ, WRITE, SqliteWriter
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -59,7 +59,7 @@ class Database:
         full = normalize_url(url)
         self._sync: sa.Engine | None = None
         self._async: AsyncEngine | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._writer: SqliteWriter | None = None
         if full.startswith("sqlite"):
             path = full.split(":///", 1)[1]
             if path and path != ":memory:":
@@ -71,7 +71,7 @@ class Database:
             )
             sa.event.listen(self._sync, "connect", _sqlite_pragmas)
             install_nul_guard(self._sync)
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+            self._writer = SqliteWriter(self._sync)
             self.dialect = "sqlite"
         else:
             # Imported here: the asyncio extension costs ~8 MiB a SQLite gateway never uses.
@@ -86,37 +86,27 @@ class Database:
 
     async def write(self, fn: SqlFn[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(conn, …)` in a transaction that commits when it returns."""
-        if self._sync is not None:
-            engine = self._sync
-
-            def tx() -> T:
-                with engine.begin() as conn:
-                    return fn(conn, *args, **kwargs)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, tx)
+        if self._writer is not None:
+            result: T = await self._writer.submit(WRITE, fn, *args, **kwargs)
+            return result
         assert self._async is not None
         async with self._async.begin() as aconn:
             return await aconn.run_sync(fn, *args, **kwargs)
 
     async def read(self, fn: SqlFn[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(conn, …)` for reading (rolled back, never committed)."""
-        if self._sync is not None:
-            engine = self._sync
-
-            def query() -> T:
-                with engine.connect() as conn:
-                    return fn(conn, *args, **kwargs)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, query)
+        if self._writer is not None:
+            result: T = await self._writer.submit(READ, fn, *args, **kwargs)
+            return result
         assert self._async is not None
         async with self._async.connect() as aconn:
             return await aconn.run_sync(fn, *args, **kwargs)
 
     async def close(self) -> None:
         if self._sync is not None:
-            engine, thread = self._sync, self._thread
-            assert thread is not None
-            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
-            thread.shutdown(wait=True)
+            writer = self._writer
+            assert writer is not None
+            await writer.submit(CALL, self._sync.dispose)
+            writer.stop()
         if self._async is not None:
             await self._async.dispose()

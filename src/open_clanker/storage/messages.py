@@ -23,6 +23,8 @@ from open_clanker.storage.claims import Claim, ClaimStore, StaleClaim
 from open_clanker.storage.clock import db_now_plus
 from open_clanker.storage.database import Database
 from open_clanker.storage.dialect import dialect_insert
+from open_clanker.storage.history_cache import HistoryCache, HistoryRow
+from open_clanker.storage.nul_guard import has_nul
 from open_clanker.storage.schema import messages, outbox, processed_ids, sessions
 
 
@@ -36,6 +38,10 @@ class Status:
     NOTICE = "notice"  # a gateway answer (command output, error): kept out of the context
 
 
+# The statuses of a session's history (what the model is sent).
+HISTORY_STATUSES = frozenset((Status.ANSWERED, Status.FAILED, Status.REPLY))
+
+
 @dataclass(frozen=True, slots=True)
 class PendingMessage:
     """An accepted user message that has no reply yet, with its transport context."""
@@ -47,11 +53,13 @@ class PendingMessage:
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """What `accept` did: stored (False: a re-delivery), the message's order in storage, and
-    whether the session's turn was taken in the same transaction (no wait needed)."""
+    whether the session's turn was taken in the same transaction (no wait needed), and then
+    the session's history version (storage/history_cache.py)."""
 
     stored: bool
     seq: int = 0
     has_turn: bool = False
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,24 @@ def message_from_row(row: Any) -> Message:
         session=SessionKey(row.session_key),
         metadata=meta,
     )
+
+
+def _history_row(values: dict[str, Any], seq: int) -> HistoryRow:
+    """A row this process just wrote, as a read would return it (the same conversion)."""
+    row = _RowView(values)
+    return HistoryRow(seq, values["id"], values["answers_id"], message_from_row(row))
+
+
+class _RowView:
+    """Attribute access to an insert's values, the way `message_from_row` reads a row."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values[name]
 
 
 def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any]:
@@ -147,8 +173,23 @@ class MessageStore:
         touch = dialect_insert(db.dialect, sessions)
         self._touch_stmt = touch.on_conflict_do_update(
             index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
-        ).returning(sessions.c.generation)
-        self._insert_stmt = messages.insert()
+        ).returning(sessions.c.generation, sessions.c.version)
+        # A write that changes the session's history bumps its version (history_cache.py).
+        self._touch_bump_stmt = touch.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"updated_at": touch.excluded.updated_at, "version": sessions.c.version + 1},
+        ).returning(sessions.c.generation, sessions.c.version)
+        self._bump_by_message_stmt = (
+            sessions.update()
+            .where(
+                sessions.c.key
+                == sa.select(messages.c.session_key)
+                .where(messages.c.id == sa.bindparam("mid"))
+                .scalar_subquery()
+            )
+            .values(version=sessions.c.version + 1)
+        )
+        self.history_cache = HistoryCache()
         self._insert_seq_stmt = messages.insert().returning(messages.c.seq)
         self._claim_until = db_now_plus(db.dialect, claims.lease_s)
         self._claimed_insert_stmt = (
@@ -159,7 +200,12 @@ class MessageStore:
             messages.update()
             .where(messages.c.id == sa.bindparam("mid"), messages.c.status == Status.PENDING)
             .values(status=sa.bindparam("new_status"), claimed_by=None, claim_until=None)
+            .returning(messages.c.generation)  # the history cache's check (a reset between)
         )
+        self._answer_context_stmt = self._answer_stmt.values(
+            context_json=sa.bindparam("new_context")
+        )
+        self._outbox_insert_stmt = outbox.insert()
         self._status_stmt = (
             messages.update()
             .where(messages.c.id == sa.bindparam("mid"))
@@ -179,10 +225,13 @@ class MessageStore:
             .where(
                 messages.c.session_key == sa.bindparam("key"),
                 messages.c.generation == generation,
-                messages.c.status.in_([Status.ANSWERED, Status.FAILED, Status.REPLY]),
+                messages.c.status.in_(sorted(HISTORY_STATUSES)),
             )
             .order_by(messages.c.seq.desc())
             .limit(sa.bindparam("limit"))
+        )
+        self._session_version_stmt = sa.select(sessions.c.generation, sessions.c.version).where(
+            sessions.c.key == sa.bindparam("key")
         )
 
     # -- duplicates -------------------------------------------------------------------------
@@ -202,17 +251,23 @@ class MessageStore:
         params = {"channel": channel.value, "platform_id": platform_id, "created_at": time.time()}
         return bool(conn.execute(self._claim_stmt, params).rowcount)
 
-    def _touch_session(self, conn: sa.Connection, msg: Message) -> int:
+    def _touch_session(
+        self, conn: sa.Connection, msg: Message, *, bump: bool = False
+    ) -> tuple[int, int]:
+        """Create or touch the session; its (generation, history version) after the write."""
         now = time.time()
         params = {
             "key": msg.session,
             "channel": msg.channel_type.value,
             "channel_id": msg.channel_id,
             "generation": 0,
+            "version": 0,
             "created_at": now,
             "updated_at": now,
         }
-        return int(conn.execute(self._touch_stmt, params).scalar_one())
+        stmt = self._touch_bump_stmt if bump else self._touch_stmt
+        generation, version = conn.execute(stmt, params).one()
+        return int(generation), int(version)
 
     # -- the pipeline's two writes ----------------------------------------------------------
 
@@ -243,7 +298,7 @@ class MessageStore:
     ) -> Accepted:
         if platform_id is not None and not self._claim(conn, msg.channel_type, platform_id):
             return Accepted(stored=False)
-        generation = self._touch_session(conn, msg)
+        generation, version = self._touch_session(conn, msg, bump=status in HISTORY_STATUSES)
         values = _message_values(msg, generation, status)
         values["context_json"] = json.dumps(context)
         if claim is None:
@@ -252,10 +307,14 @@ class MessageStore:
         values["claimed_by"] = claim.owner
         del values["claim_until"]
         seq = int(conn.execute(self._claimed_insert_stmt, values).scalar_one())
-        has_turn = status == Status.PENDING and self._claims.take_turn_in(
-            conn, msg.session, claim, seq
+        has_turn = (
+            status == Status.PENDING
+            and self._claims.take_turn_in(conn, msg.session, claim, seq) is not None
         )
-        return Accepted(stored=True, seq=seq, has_turn=has_turn)
+        # The session row is locked since the touch: the version is still the one read there.
+        return Accepted(
+            stored=True, seq=seq, has_turn=has_turn, version=version if has_turn else None
+        )
 
     async def store_reply(
         self,
@@ -269,20 +328,22 @@ class MessageStore:
         turn: Claim | None = None,
         context: dict[str, Any] | None = None,
         answered_context: dict[str, Any] | None = None,
+        answers_seq: int = 0,
     ) -> bool:
         """Store the reply, settle what it answers, queue its delivery and end the session's
         turn, atomically. False, and nothing written: the message was answered already or
         the turn was taken over (this replica's claim lapsed) — a second answer never lands.
         `context`: what the reply row keeps about its request (storage/reply_usage.py).
         `answered_context`: replaces the answered message's recovery context (an API client's
-        whole conversation, images included, is not worth keeping once it is answered)."""
+        whole conversation, images included, is not worth keeping once it is answered).
+        `answers_seq`: the answered message's seq, so the history cache can take it in."""
         values_extra = {
             "answers_id": answers.id if answers else None,
             "response_json": response.model_dump_json() if response else None,
             "context_json": json.dumps(context) if context else "{}",
         }
         try:
-            await self._db.write(
+            written = await self._db.write(
                 self._store_reply,
                 reply,
                 values_extra,
@@ -292,9 +353,16 @@ class MessageStore:
                 answers_status,
                 turn,
                 answered_context,
+                answers_seq,
             )
         except StaleClaim:
+            self.history_cache.drop(reply.session)
             return False
+        generation, version, rows = written
+        if rows is None:
+            self.history_cache.drop(reply.session)
+        else:
+            self.history_cache.extend(reply.session, version - 1, version, generation, rows)
         return True
 
     def _store_reply(
@@ -308,44 +376,92 @@ class MessageStore:
         answers_status: str,
         turn: Claim | None,
         answered_context: dict[str, Any] | None = None,
-    ) -> None:
+        answers_seq: int = 0,
+    ) -> tuple[int, int, list[HistoryRow] | None]:
+        """Returns the session's generation and new history version, and the history rows
+        written (None: they cannot be told without a read; the cache entry is dropped)."""
         # Rows are locked in the heartbeat's order (session, then messages): the other order
         # deadlocks on PostgreSQL against a heartbeat renewing this same turn.
         if turn is not None:
             self._claims.release_turn_in(conn, reply.session, turn)
-        generation = self._touch_session(conn, reply)
+        generation, version = self._touch_session(conn, reply, bump=True)
+        question_generation = None
         if answers is not None:
             params = {"mid": answers.id, "new_status": answers_status}
-            if not conn.execute(self._answer_stmt, params).rowcount:
+            stmt = self._answer_stmt
+            if answered_context is not None:  # the same UPDATE replaces the recovery context
+                params["new_context"] = json.dumps(answered_context)
+                stmt = self._answer_context_stmt
+            question_generation = conn.execute(stmt, params).scalar()
+            if question_generation is None:
                 raise StaleClaim(answers.id)
-            if answered_context is not None:
-                conn.execute(
-                    messages.update()
-                    .where(messages.c.id == answers.id)
-                    .values(context_json=json.dumps(answered_context))
-                )
         values = _message_values(reply, generation, status)
         values.update(values_extra)
-        conn.execute(self._insert_stmt, values)
+        reply_seq = int(conn.execute(self._insert_seq_stmt, values).scalar_one())
         if outbox_rows:
-            conn.execute(outbox.insert(), outbox_rows)
+            conn.execute(self._outbox_insert_stmt, outbox_rows)
+        written: list[HistoryRow] = []
+        # A question accepted before a reset is of the old generation: not in the history.
+        if (
+            answers is not None
+            and answers_status in HISTORY_STATUSES
+            and question_generation == generation
+        ):
+            question = _message_values(answers, generation, answers_status)
+            if answers_seq <= 0 or has_nul(question.values()):
+                return generation, version, None
+            written.append(_history_row(question, answers_seq))
+        if status in HISTORY_STATUSES:
+            if has_nul(values.values()):  # stored without its NULs (nul_guard.py)
+                return generation, version, None
+            written.append(_history_row(values, reply_seq))
+        return generation, version, written
 
     async def set_status(self, message_id: str, status: str) -> None:
         await self._db.write(self._set_status, message_id, status)
 
     def _set_status(self, conn: sa.Connection, message_id: str, status: str) -> None:
+        # The session first (the heartbeat's lock order); its history may change.
+        conn.execute(self._bump_by_message_stmt, {"mid": message_id})
         conn.execute(self._status_stmt, {"mid": message_id, "new_status": status})
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def history(self, key: SessionKey, limit: int) -> list[Message]:
+    async def history(
+        self, key: SessionKey, limit: int, version: int | None = None
+    ) -> list[Message]:
         """The newest `limit` conversation messages of the session's current generation, oldest
-        first. Slash commands and their answers are not conversation and are left out."""
-        return await self._db.read(self._history, key, limit)
+        first. Slash commands and their answers are not conversation and are left out.
+
+        `version`: the session's history version as the transaction that took this turn read
+        it; with it, the history comes from this process's cache when that is at the same
+        version (no read), else it is read and cached."""
+        if version is None:
+            return await self._db.read(self._history, key, limit)
+        rows = self.history_cache.get(key, version, limit)
+        if rows is None:
+            generation, now, read = await self._db.read(self._history_rows, key, limit)
+            if now == version:
+                self.history_cache.put(key, version, generation, limit, read)
+            rows = read
+        return [r.message for r in exchanges_in_order(rows)]
 
     def _history(self, conn: sa.Connection, key: SessionKey, limit: int) -> list[Message]:
         rows = conn.execute(self._history_stmt, {"key": key, "limit": limit}).all()
         return [message_from_row(r) for r in exchanges_in_order(rows)]
+
+    def _history_rows(
+        self, conn: sa.Connection, key: SessionKey, limit: int
+    ) -> tuple[int, int, list[HistoryRow]]:
+        """(generation, version, the newest `limit` history rows newest first), one read."""
+        found = conn.execute(self._session_version_stmt, {"key": key}).first()
+        generation, version = (int(found[0]), int(found[1])) if found else (0, -1)
+        rows = conn.execute(self._history_stmt, {"key": key, "limit": limit}).all()
+        return (
+            generation,
+            version,
+            [HistoryRow(r.seq, r.id, r.answers_id, message_from_row(r)) for r in rows],
+        )
 
     async def session_messages(
         self, key: SessionKey, limit: int, before: str | None = None
@@ -424,7 +540,11 @@ class MessageStore:
         result = conn.execute(
             sessions.update()
             .where(sessions.c.key == key)
-            .values(generation=sessions.c.generation + 1, updated_at=time.time())
+            .values(
+                generation=sessions.c.generation + 1,
+                version=sessions.c.version + 1,
+                updated_at=time.time(),
+            )
         )
         return bool(result.rowcount)
 

@@ -85,12 +85,20 @@ def _v5_gateway_tokens(conn: sa.Connection) -> None:
     schema.gateway_tokens.create(conn, checkfirst=True)
 
 
+def _v6_session_version(conn: sa.Connection) -> None:
+    """The session's history version (the per-replica history cache's check)."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("sessions")}
+    if "version" not in columns:
+        conn.execute(sa.text("ALTER TABLE sessions ADD COLUMN version BIGINT NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_outbox_edit_message_id),
     (3, _v3_outbox_request_id),
     (4, _v4_replicas),
     (5, _v5_gateway_tokens),
+    (6, _v6_session_version),
 ]
 
 LATEST = MIGRATIONS[-1][0]

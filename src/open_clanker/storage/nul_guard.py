@@ -23,6 +23,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def has_nul(values: Any) -> bool:
+    """Whether any string among `values` (nested in tuples, lists, dicts) holds a NUL."""
+    return _has_nul(values)
+
+
 def _has_nul(values: Any) -> bool:
     for v in values:
         if isinstance(v, str):

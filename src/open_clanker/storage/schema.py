@@ -28,6 +28,10 @@ sessions = sa.Table(
     sa.Column("lease_owner", sa.String(128), nullable=True),
     sa.Column("lease_token", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.Double, nullable=True),
+    # v6: bumped by every write that changes the session's history (a reply stored, a status
+    # settled, a reset), so a replica knows whether its cached history is still the truth
+    # (storage/history_cache.py).
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_sessions_updated", "updated_at"),
     sa.Index("ix_sessions_lease_owner", "lease_owner"),
 )

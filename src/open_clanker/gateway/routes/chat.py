@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from open_clanker.core.errors import (
     ClankerError,
@@ -55,6 +55,17 @@ def inbound_for(
 
 def turn_result(turn: Turn) -> dict[str, Any]:
     """The finished turn as SPEC §5's answer, or the error it ended with."""
+    return turn_response(turn).model_dump(mode="json")
+
+
+def turn_json(turn: Turn) -> Response:
+    """The same answer as a response body serialized once: FastAPI would validate the dict
+    against `ChatResponse` again and serialize it a second time (the OpenAPI document still
+    names `ChatResponse`, the route's `response_model`)."""
+    return Response(turn_response(turn).model_dump_json(), media_type="application/json")
+
+
+def turn_response(turn: Turn) -> ChatResponse:
     if turn.ending is Ending.ANSWERED and turn.response is not None:
         reply = turn.response
     elif turn.ending is Ending.COMMAND:
@@ -75,9 +86,7 @@ def turn_result(turn: Turn) -> dict[str, Any]:
         raise ClankerError("The message was not processed.")
     if turn.reply is not None:
         reply = reply.model_copy(update={"id": turn.reply.id})
-    return ChatResponse(session=turn.message.session, message=turn.message, reply=reply).model_dump(
-        mode="json"
-    )
+    return ChatResponse(session=turn.message.session, message=turn.message, reply=reply)
 
 
 def stored_result(answer: StoredAnswer) -> dict[str, Any]:
@@ -149,7 +158,7 @@ async def chat(
         return await asyncio.shield(runtime.pipeline.handle(inbound))
 
     if not idempotency_key:
-        return turn_result(await run())
+        return turn_json(await run())
     outcome = await _once(runtime, idempotency_key, body, inbound, run)
     return _outcome_result(outcome)
 
