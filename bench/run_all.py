@@ -566,6 +566,7 @@ def ws_suite(n: int) -> dict[str, Any]:
 
 def launch_suite(runs: int = 5) -> dict[str, Any]:
     times: list[float] = []
+    idle: list[int] = []
     with model_double() as double:
         for i in range(runs + 1):  # run 0 is an untimed warm-up (bytecode, page cache)
             data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
@@ -577,11 +578,17 @@ def launch_suite(runs: int = 5) -> dict[str, Any]:
                     wait_http(f"http://127.0.0.1:{port}/health", 30)
                     if i:
                         times.append(time.perf_counter() - started)
+                        time.sleep(1.0)  # idle RSS as the chat suite reads it
+                        idle.append(rss_kib(proc.pid))
                 finally:
                     stop(proc)
                     shutil.rmtree(data_dir, ignore_errors=True)
-    log(f"launch to /health: {times}")
-    return {"runs_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
+    log(f"launch to /health: {times}; idle RSS {idle} KiB")
+    return {
+        "runs_s": [round(t, 3) for t in times],
+        "median_s": round(statistics.median(times), 3),
+        "idle_rss_kib": idle,
+    }
 
 
 def channels_suite() -> dict[str, Any]:
@@ -727,7 +734,9 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         rows.append({
             "what": "launch (spawn) to /health 200, median of 5",
             "gateway": f"{la['median_s']:.3f} s", "floor": "—",
-            "result": ", ".join(f"{t:.2f}" for t in la["runs_s"]),
+            "result": ", ".join(f"{t:.2f}" for t in la["runs_s"])
+                      + ("; idle RSS " + ", ".join(f"{k / 1024:.1f}" for k in la["idle_rss_kib"]) + " MiB"
+                         if la.get("idle_rss_kib") else ""),
             "target": f"≤ {T_LAUNCH_S} s: " + verdict(la["median_s"] <= T_LAUNCH_S, f"{la['median_s'] / T_LAUNCH_S:.2f}× the limit"),
         })  # fmt: skip
     he = res.get("help")
