@@ -8,7 +8,7 @@ RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 EXTRAS ?=
 
-.PHONY: run test lint typecheck unit bench clean browser systemd
+.PHONY: run test lint typecheck unit bench soak flame clean browser systemd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ test: lint typecheck browser systemd unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# 100,000 messages into one gateway, RSS and p99 per 10,000 (docs/benchmarks.md, "Soak").
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
+
+# py-spy flame graph of the gateway during the sequential run; FLAME=docs/flame-before.svg to
+# write the other one.
+FLAME ?= docs/flame-after.svg
+flame: $(STAMP)
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python -m bench.flame $(FLAME)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
