@@ -224,12 +224,16 @@ def spawn_gateway(
     port: int,
     level: str | None = "warning",
     whatif: tuple[str, ...] = (),
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str | None] | None = None,
     cli: str = CLI,
 ) -> subprocess.Popen[Any]:
     cmd = [cli, "gateway", "--port", str(port)]
     env = gateway_env(data_dir, double_url, level)
-    env.update(extra_env or {})
+    for key, value in (extra_env or {}).items():  # None: not set at all
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     if whatif:  # the same CLI with fixes patched in (bench/whatif_gateway.py)
         cmd = [PY, "-m", "bench.whatif_gateway", *cmd[1:]]
         env.update({f"WHATIF_{flag}": "1" for flag in whatif})
@@ -249,7 +253,7 @@ def gateway(
     double_url: str,
     level: str | None = "warning",
     whatif: tuple[str, ...] = (),
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str | None] | None = None,
     cli: str = CLI,
 ) -> Iterator[tuple[str, int]]:
     data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
