@@ -7,7 +7,9 @@ with `{"type":"pong"}` and otherwise waits in `receive()`) runs on uvicorn with 
 settings (uvloop, httptools, the gateway's ws_max_size and ping interval), and
 `bench/ws_hold.py` opens and holds N sockets; RSS before and while held, per connection. The
 gateway's own figure (`make bench`, "idle WebSockets") minus this is what the gateway's stack
-adds per connection (middleware, endpoint task, send buffer).
+adds per connection (middleware, endpoint task, send buffer). An implementation named with
+`+trim` (`websockets-sansio+trim`) calls glibc's `malloc_trim(0)` every second in the server: if
+RSS were freed-but-kept heap, it would drop.
 """
 
 from __future__ import annotations
@@ -35,9 +37,22 @@ async def ws(websocket):
         if msg.get("text") == '{"type":"ping"}':
             await websocket.send_text('{"type":"pong"}')
 
+if len(sys.argv) > 3:  # trim: hand freed heap pages back to the OS every second
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    async def trim():
+        while True:
+            await asyncio.sleep(1.0)
+            libc.malloc_trim(0)
+
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-app = Starlette(routes=[WebSocketRoute("/ws", ws)])
+started = []
+async def ws_trimmed(websocket):
+    if not started:
+        started.append(asyncio.get_running_loop().create_task(trim()))
+    await ws(websocket)
+app = Starlette(routes=[WebSocketRoute("/ws", ws_trimmed if len(sys.argv) > 3 else ws)])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), ws=sys.argv[2], loop="uvloop",
             http="httptools", log_level="warning", ws_max_size=1024 * 1024,
             ws_ping_interval=20.0, ws_ping_timeout=20.0, lifespan="off")
@@ -59,7 +74,9 @@ def hold(port: int, n: int) -> dict[str, object]:
 
 def measure(impl: str, n: int) -> dict[str, float]:
     port = run_all.free_port()
-    server = subprocess.Popen([run_all.PY, "-c", APP, str(port), impl], cwd=run_all.ROOT)
+    name, _, trim = impl.partition("+")  # "websockets-sansio+trim": malloc_trim every second
+    cmd = [run_all.PY, "-c", APP, str(port), name, *(["trim"] if trim else [])]
+    server = subprocess.Popen(cmd, cwd=run_all.ROOT)
     try:
         started = time.perf_counter()
         while True:
@@ -75,7 +92,7 @@ def measure(impl: str, n: int) -> dict[str, float]:
         time.sleep(1.0)
         before = run_all.rss_kib(server.pid)
         held = hold(port, n)
-        time.sleep(2.0)
+        time.sleep(3.0)
         during = run_all.rss_kib(server.pid)
         proc = held.pop("proc")
         proc.stdin.write("done\n")  # type: ignore[attr-defined]
