@@ -20,6 +20,9 @@ from pathlib import Path
 from bench import run_all
 
 
+NAMES: list[str] = []  # every module imported, in order
+
+
 def parse(stderr: str) -> tuple[Counter[str], Counter[str]]:
     self_us: Counter[str] = Counter()
     count: Counter[str] = Counter()
@@ -27,6 +30,7 @@ def parse(stderr: str) -> tuple[Counter[str], Counter[str]]:
         if not line.startswith("import time:") or "| imported package" in line:
             continue
         own, _cum, name = line[len("import time:") :].split("|")
+        NAMES.append(name.strip())
         top = name.strip().split(".")[0]
         self_us[top] += int(own)
         count[top] += 1
@@ -82,6 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--channels", action="store_true")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--list", default="", help="also list the modules under this prefix")
     args = p.parse_args()
     r = measure(args.channels)
     self_us: Counter[str] = r["self_us"]  # type: ignore[assignment]
@@ -92,6 +97,8 @@ def main() -> None:
     print("| package | modules | self import ms |\n| --- | --- | --- |")
     for name, us in self_us.most_common(args.top):
         print(f"| {name} | {count[name]} | {us / 1000:.1f} |")
+    if args.list:
+        print(" ".join(n for n in NAMES if n.startswith(args.list)))
 
 
 if __name__ == "__main__":
