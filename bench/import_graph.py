@@ -19,7 +19,6 @@ from pathlib import Path
 
 from bench import run_all
 
-
 NAMES: list[str] = []  # every module imported, in order
 
 

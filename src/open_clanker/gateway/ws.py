@@ -2,10 +2,8 @@
 
 Each connection has one send buffer bounded in bytes and drained by one writer task while
 frames wait (`ws_outbox.py`), so a client that stops reading costs bounded memory and an idle
-one holds no task. Chats on one socket
-run concurrently;
-a pipeline turn is shielded from the socket, so a client leaving mid-stream does not stop its
-reply from being stored.
+one holds no task. Chats on one socket run concurrently; a pipeline turn is shielded from the
+socket, so a client leaving mid-stream does not stop its reply from being stored.
 """
 
 from __future__ import annotations
