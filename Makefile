@@ -8,7 +8,7 @@ RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 EXTRAS ?=
 
-.PHONY: run test lint typecheck unit bench bench-replicas clean browser systemd caddy
+.PHONY: run test lint typecheck unit bench bench-replicas soak flame clean browser systemd caddy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,17 @@ bench: $(STAMP)
 # OPENCLAW_BENCH_POSTGRES_URL and OPENCLAW_BENCH_REDIS_URL (or the OPENCLAW_TEST_ ones).
 bench-replicas: $(STAMP)
 	$(BIN)/python -m bench.replicas
+
+# 100,000 messages into one gateway, RSS and p99 per 10,000 (docs/benchmarks.md, "Soak").
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
+
+# py-spy flame graph of the gateway during the sequential run; FLAME=docs/flame-before.svg to
+# write the other one.
+FLAME ?= docs/flame-after.svg
+flame: $(STAMP)
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python -m bench.flame $(FLAME)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

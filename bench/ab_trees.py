@@ -1,178 +1,89 @@
-"""A/B of source trees in one run: the floor and the gateway built from several git revisions,
-measured in interleaved rounds on the same machine at the same time.
+"""Two source trees' gateways, alternating, beside the floor: did a change cost speed?
 
-Run: `.venv/bin/python -m bench.ab_trees [--rounds 2] [--seconds 8] [--api chat] REF [REF ...]`
-where REF is a git revision (`HEAD~1`, a branch, a commit) or `WORKTREE` (the files as they
-are now). Each revision's `src/` is exported to a temporary directory and its gateway started
-with that directory first on `PYTHONPATH` (the venv's editable install is only a path entry,
-so the exported tree wins). Every process is started once; each round measures, for every
-target in turn, JSON sequential and JSON with 50 in flight (`bench/load.py`), and the server's
-CPU per message. The table shows each measurement's median over the rounds and its spread
-(min–max), and the ratio to the floor's median. Sessions fill to the history budget in the
-warm-up (400 messages per gateway), so every turn loads a full history.
+Run: `.venv/bin/python -m bench.ab_trees BEFORE_DIR AFTER_DIR [--rounds 4]`, each DIR a checkout
+with its own `.venv` (`git worktree add /tmp/before 884c57a && cd /tmp/before && python3 -m
+venv .venv && .venv/bin/pip install -e .`). One model double and one floor serve the whole run.
+Each round starts a fresh gateway from each tree in turn (the order flips every round, so neither
+always runs first on the shared machine) and measures it as `make bench` does on the
+single-process SQLite path: JSON sequential, JSON 50 in flight, SSE sequential, with the
+server's CPU per message; the floor runs once per round too. Prints medians and ranges over the
+rounds and AFTER against BEFORE; the verdict is "no regression beyond 5 %" on the medians of
+msg/s and CPU per message.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.run_all import (
-    PY,
-    ROOT,
-    cpu_s,
-    floor_app,
-    free_port,
-    gateway_env,
-    load,
-    log,
-    model_double,
-    raise_nofile,
-    stop,
-    wait_http,
-)
+from bench import run_all
 
-RUN_CLI = "import sys; sys.argv[0] = 'open-clanker'; from open_clanker.cli.main import run; run()"
+RUNS = (("json_seq", 1, False, 2000), ("json_c50", 50, False, 3000), ("sse_seq", 1, True, 1500))
+CAP_S = 12.0
+LIMIT = 0.05
+# Settings the older tree does not know (its config refuses unknown keys); the default (256
+# connections per address) is plenty for 50 in flight.
+OLD_KEYS: dict[str, str | None] = {"OPENCLAW_SERVER__MAX_CONNECTIONS_PER_ADDRESS": None}
 
 
-def export_tree(ref: str, into: Path) -> Path:
-    """`src/` of `ref` (or of the worktree as it is) under `into`; returns the src path."""
-    into.mkdir(parents=True)
-    if ref == "WORKTREE":
-        shutil.copytree(ROOT / "src", into / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    else:
-        archive = subprocess.run(
-            ["git", "archive", ref, "src"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
-
-
-@contextlib.contextmanager
-def tree_gateway(src: Path, double_url: str, level: str) -> Iterator[tuple[str, int]]:
-    data_dir = tempfile.mkdtemp(prefix="clanker-ab-")
-    port = free_port()
-    env = gateway_env(data_dir, double_url, level)
-    env["PYTHONPATH"] = str(src)
-    proc = subprocess.Popen(
-        [PY, "-c", RUN_CLI, "gateway", "--port", str(port)],
-        cwd=data_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(Path(data_dir) / "gateway.stderr", "ab"),  # noqa: SIM115 - the child's
-        preexec_fn=raise_nofile,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/health", 30)
-        yield base, proc.pid
-    finally:
-        stop(proc)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-RUNS = (("json_seq", 1, 3000), ("json_c50", 50, 6000))
-
-
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="clanker-ab-src-"))
-    results: dict[str, Any] = {"refs": args.refs, "rounds": args.rounds, "api": args.api}
-    cells: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    try:
-        srcs = [export_tree(ref, work / f"t{n}") for n, ref in enumerate(args.refs)]
-        with contextlib.ExitStack() as stack:
-            double = stack.enter_context(model_double())
-            targets: list[tuple[str, str, int]] = [
-                ("floor", *stack.enter_context(floor_app(double)))
-            ]
-            for n, (ref, src) in enumerate(zip(args.refs, srcs, strict=True)):
-                base, pid = stack.enter_context(tree_gateway(src, double, args.level))
-                targets.append((f"{n + 1}:{ref}", base, pid))
-            offsets = {name: 0 for name, _b, _p in targets}
-            for name, base, _pid in targets[1:]:  # every session filled to the history budget
-                offsets[name] += load(base, 400, 50, False, 0, 30.0, api=args.api)["sent"]
-            for rnd in range(args.rounds):
-                for run_name, conc, count in RUNS:
-                    for name, base, pid in targets:
-                        cpu0 = cpu_s(pid)
-                        warm = 100
-                        r = load(
-                            base, count, conc, False, warm, args.seconds, offsets[name], args.api
-                        )
-                        r["cpu_ms_per_msg"] = round(
-                            1000 * (cpu_s(pid) - cpu0) / max(1, warm + r["sent"]), 3
-                        )
-                        offsets[name] += warm + r["sent"]
-                        cells.setdefault(name, {}).setdefault(run_name, []).append(r)
-                        log(
-                            f"round {rnd + 1} {name} {run_name}: {r['rps']} msg/s "
-                            f"p50 {r['p50_ms']} p99 {r['p99_ms']} cpu {r['cpu_ms_per_msg']} "
-                            f"errors {r['errors']}"
-                        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    results["cells"] = cells
-    return results
-
-
-def _spread(values: list[float], fmt: str) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return format(med, fmt)
-    return f"{format(med, fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
-
-
-def report(results: dict[str, Any]) -> str:
-    cells = results["cells"]
-    floor = cells["floor"]
-    lines = [
-        f"rounds: {results['rounds']}, api: {results['api']}; median (min–max) over rounds",
-        "",
-        "| target | seq msg/s | seq / floor | seq p50 / p99 ms | seq CPU ms/msg "
-        "| 50 in flight msg/s | c50 / floor | c50 CPU ms/msg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    f_seq = statistics.median(r["rps"] for r in floor["json_seq"])
-    f_c50 = statistics.median(r["rps"] for r in floor["json_c50"])
-    for name, runs in cells.items():
-        seq, c50 = runs["json_seq"], runs["json_c50"]
-        s_rps = [r["rps"] for r in seq]
-        c_rps = [r["rps"] for r in c50]
-        lines.append(
-            f"| {name} | {_spread(s_rps, '.0f')} | {statistics.median(s_rps) / f_seq:.2f} "
-            f"| {statistics.median(r['p50_ms'] for r in seq):.2f} / "
-            f"{statistics.median(r['p99_ms'] for r in seq):.2f} "
-            f"| {_spread([r['cpu_ms_per_msg'] for r in seq], '.2f')} "
-            f"| {_spread(c_rps, '.0f')} | {statistics.median(c_rps) / f_c50:.2f} "
-            f"| {_spread([r['cpu_ms_per_msg'] for r in c50], '.2f')} |"
-        )
-    return "\n".join(lines)
+def measure(base: str, pid: int, offset: int) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, conc, stream, n in RUNS:
+        warm = 200 if conc == 1 else 100
+        cpu0 = run_all.cpu_s(pid)
+        r = run_all.load(base, n, conc, stream, warm, CAP_S, offset=offset)
+        r["cpu_ms"] = 1000 * (run_all.cpu_s(pid) - cpu0) / (warm + r["sent"])
+        offset += warm + r["sent"]
+        out[name] = r
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("refs", nargs="+", help="git revisions, or WORKTREE")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=8.0, help="time cap of each measurement")
-    p.add_argument("--api", choices=("chat", "openai"), default="chat")
-    p.add_argument("--level", default="warning", help="the gateways' log level")
-    p.add_argument("--out", default="", help="write the raw results here (JSON)")
+    p.add_argument("before", type=Path)
+    p.add_argument("after", type=Path)
+    p.add_argument("--rounds", type=int, default=4)
     args = p.parse_args()
-    raise_nofile()
-    results = measure(args)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
-    print(report(results))
-    sys.stdout.flush()
+    trees = {"before": args.before, "after": args.after}
+    res: dict[str, list[dict[str, dict[str, Any]]]] = {"before": [], "after": [], "floor": []}
+    with run_all.model_double() as double:
+        for rnd in range(args.rounds):
+            order = ("before", "after") if rnd % 2 == 0 else ("after", "before")
+            with run_all.floor_app(double) as (fbase, fpid):
+                res["floor"].append(measure(fbase, fpid, 0))
+            for name in order:
+                cli = str(trees[name].resolve() / ".venv" / "bin" / "open-clanker")
+                with run_all.gateway(double, "warning", extra_env=OLD_KEYS, cli=cli) as (
+                    gbase,
+                    gpid,
+                ):
+                    res[name].append(measure(gbase, gpid, 0))
+                run_all.log(f"round {rnd + 1} {name}: " + ", ".join(
+                    f"{k} {v['rps']:.0f} msg/s p50 {v['p50_ms']:.2f} CPU {v['cpu_ms']:.2f}"
+                    for k, v in res[name][-1].items()))  # fmt: skip
+    print(f"{args.rounds} rounds; median (range) over the rounds\n")
+    print("| run | measure | floor | before | after | after vs before |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    worst = 0.0
+    for name, *_ in RUNS:
+        for key, label, higher_better in (("rps", "msg/s", True), ("p50_ms", "p50 ms", False),
+                                          ("p99_ms", "p99 ms", False), ("cpu_ms", "CPU ms/msg", False)):  # fmt: skip
+            vals = {k: [r[name][key] for r in v] for k, v in res.items()}
+            med = {k: statistics.median(v) for k, v in vals.items()}
+            change = med["after"] / med["before"] - 1
+            if key in ("rps", "cpu_ms"):  # the verdict's measures
+                worst = max(worst, -change if higher_better else change)
+
+            cells = {k: f"{med[k]:.2f} ({min(vals[k]):.2f}–{max(vals[k]):.2f})" for k in vals}
+            print(f"| {name} | {label} | {cells['floor']} | {cells['before']} | {cells['after']} "
+                  f"| {100 * change:+.1f} % |")  # fmt: skip
+    verdict = "pass" if worst <= LIMIT else "MISS"
+    print(
+        f"\nWorst regression on msg/s or CPU per message: {100 * worst:+.1f} % "
+        f"(limit {100 * LIMIT:.0f} %): {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,15 +44,23 @@ TOKEN = "bench-token-0123456789abcdef"
 SESSIONS = 50
 MIB = 1024 * 1024
 
-# Targets (from the issue).
-T_SEQ_RATIO = 0.50
+# Targets (issue 16's table).
+T_SEQ_RATIO = 0.50  # sequential msg/s, gateway / floor
+T_C50_RATIO = 0.50  # 50 in flight msg/s, gateway / floor
 T_ADDED_P50_MS = 1.0
 T_ADDED_P99_MS = 5.0
+T_CPU_MS = 1.0  # server CPU per message
 T_WS = 10_000
-T_IDLE_MIB = 60.0
+T_WS_KIB = 20.0  # per idle WebSocket
+T_IDLE_MIB = 60.0  # web chat on, no channels
+T_IDLE_CHANNELS_MIB = 80.0  # with Telegram and Discord
 T_GROWTH_MIB = 10.0
-T_LAUNCH_S = 1.0
-T_HELP_S = 0.25
+T_LAUNCH_S = 0.5
+T_HELP_S = 0.15
+
+# `--backend postgres`: every gateway start gets a fresh PostgreSQL database on this server
+# (dropped afterwards) and a Redis bus, as one replica of the replica setup would run.
+BACKEND: dict[str, str] = {"name": "sqlite"}
 
 
 def log(msg: str) -> None:
@@ -169,15 +177,63 @@ def gateway_env(data_dir: str, double_url: str, level: str | None) -> dict[str, 
     return env
 
 
+def _with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncio
+
+    import asyncpg  # the dev venv has the postgres extra
+
+    async def run() -> None:
+        conn = await asyncpg.connect(BACKEND["pg_url"])
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def backend_env() -> Iterator[dict[str, str]]:
+    """The storage (and bus) settings of one gateway start: SQLite in its data dir, or a fresh
+    PostgreSQL database and a Redis namespace of its own."""
+    if BACKEND["name"] != "postgres":
+        yield {}
+        return
+    name = f"oc_bench_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield {
+            "OPENCLAW_STORAGE__URL": _with_database(BACKEND["pg_url"], name),
+            "OPENCLAW_BUS__URL": BACKEND["redis_url"],
+            "OPENCLAW_BUS__NAMESPACE": name,
+        }
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def spawn_gateway(
     data_dir: str,
     double_url: str,
     port: int,
     level: str | None = "warning",
     whatif: tuple[str, ...] = (),
+    extra_env: dict[str, str | None] | None = None,
+    cli: str = CLI,
 ) -> subprocess.Popen[Any]:
-    cmd = [CLI, "gateway", "--port", str(port)]
+    cmd = [cli, "gateway", "--port", str(port)]
     env = gateway_env(data_dir, double_url, level)
+    for key, value in (extra_env or {}).items():  # None: not set at all
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     if whatif:  # the same CLI with fixes patched in (bench/whatif_gateway.py)
         cmd = [PY, "-m", "bench.whatif_gateway", *cmd[1:]]
         env.update({f"WHATIF_{flag}": "1" for flag in whatif})
@@ -194,18 +250,25 @@ def spawn_gateway(
 
 @contextlib.contextmanager
 def gateway(
-    double_url: str, level: str | None = "warning", whatif: tuple[str, ...] = ()
+    double_url: str,
+    level: str | None = "warning",
+    whatif: tuple[str, ...] = (),
+    extra_env: dict[str, str | None] | None = None,
+    cli: str = CLI,
 ) -> Iterator[tuple[str, int]]:
     data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
     port = free_port()
-    proc = spawn_gateway(data_dir, double_url, port, level, whatif)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/health", 30)
-        yield base, proc.pid
-    finally:
-        stop(proc)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with backend_env() as storage_env:
+        proc = spawn_gateway(
+            data_dir, double_url, port, level, whatif, {**storage_env, **(extra_env or {})}, cli
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_http(base + "/health", 30)
+            yield base, proc.pid
+        finally:
+            stop(proc)
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def load(
@@ -507,21 +570,62 @@ def ws_suite(n: int) -> dict[str, Any]:
 
 def launch_suite(runs: int = 5) -> dict[str, Any]:
     times: list[float] = []
+    idle: list[int] = []
     with model_double() as double:
         for i in range(runs + 1):  # run 0 is an untimed warm-up (bytecode, page cache)
             data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
             port = free_port()
-            started = time.perf_counter()
-            proc = spawn_gateway(data_dir, double, port)
-            try:
-                wait_http(f"http://127.0.0.1:{port}/health", 30)
-                if i:
-                    times.append(time.perf_counter() - started)
-            finally:
-                stop(proc)
-                shutil.rmtree(data_dir, ignore_errors=True)
-    log(f"launch to /health: {times}")
-    return {"runs_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
+            with backend_env() as storage_env:
+                started = time.perf_counter()
+                proc = spawn_gateway(data_dir, double, port, extra_env=storage_env)
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/health", 30)
+                    if i:
+                        times.append(time.perf_counter() - started)
+                        time.sleep(1.0)  # idle RSS as the chat suite reads it
+                        idle.append(rss_kib(proc.pid))
+                finally:
+                    stop(proc)
+                    shutil.rmtree(data_dir, ignore_errors=True)
+    log(f"launch to /health: {times}; idle RSS {idle} KiB")
+    return {
+        "runs_s": [round(t, 3) for t in times],
+        "median_s": round(statistics.median(times), 3),
+        "idle_rss_kib": idle,
+    }
+
+
+def channels_suite() -> dict[str, Any]:
+    """Idle RSS with Telegram (long polling) and Discord (gateway WebSocket) enabled against the
+    loopback doubles (bench/channel_doubles.py), read 1 s after both channels are connected."""
+    doubles = subprocess.Popen(
+        [PY, "-m", "bench.channel_doubles"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert doubles.stdout is not None
+    assert doubles.stdin is not None
+    try:
+        urls = json.loads(doubles.stdout.readline())
+        env = {
+            "OPENCLAW_TELEGRAM_BOT_TOKEN": urls["telegram_token"],
+            "OPENCLAW_CHANNELS__TELEGRAM__API_BASE_URL": urls["telegram_url"],
+            "OPENCLAW_DISCORD_BOT_TOKEN": urls["discord_token"],
+            "OPENCLAW_CHANNELS__DISCORD__API_BASE_URL": urls["discord_url"],
+        }
+        with model_double() as double, gateway(double, "warning", extra_env=env) as (_, gpid):
+            line = doubles.stdout.readline()  # {"connected": true} once both channels are up
+            connected = bool(line and json.loads(line).get("connected"))
+            time.sleep(1.0)
+            out = {"connected": connected, "idle_rss_kib": rss_kib(gpid)}
+    finally:
+        doubles.stdin.close()
+        stop(doubles)
+    log(f"channels: {out}")
+    return out
 
 
 def help_suite(runs: int = 10) -> dict[str, Any]:
@@ -634,8 +738,10 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         rows.append({
             "what": "launch (spawn) to /health 200, median of 5",
             "gateway": f"{la['median_s']:.3f} s", "floor": "—",
-            "result": ", ".join(f"{t:.2f}" for t in la["runs_s"]),
-            "target": "≤ 1 s: " + verdict(la["median_s"] <= T_LAUNCH_S, f"{la['median_s'] / T_LAUNCH_S:.2f}× the limit"),
+            "result": ", ".join(f"{t:.2f}" for t in la["runs_s"])
+                      + ("; idle RSS " + ", ".join(f"{k / 1024:.1f}" for k in la["idle_rss_kib"]) + " MiB"
+                         if la.get("idle_rss_kib") else ""),
+            "target": f"≤ {T_LAUNCH_S} s: " + verdict(la["median_s"] <= T_LAUNCH_S, f"{la['median_s'] / T_LAUNCH_S:.2f}× the limit"),
         })  # fmt: skip
     he = res.get("help")
     if he:
@@ -643,12 +749,23 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
             "what": "`open-clanker --help`, median of 10",
             "gateway": f"{he['median_s']:.3f} s", "floor": "—",
             "result": ", ".join(f"{t:.2f}" for t in he["runs_s"]),
-            "target": "≤ 0.25 s: " + verdict(he["median_s"] <= T_HELP_S, f"{he['median_s'] / T_HELP_S:.2f}× the limit"),
+            "target": f"≤ {T_HELP_S} s: " + verdict(he["median_s"] <= T_HELP_S, f"{he['median_s'] / T_HELP_S:.2f}× the limit"),
         })  # fmt: skip
 
     oa = res.get("openai")
     if oa:
         rows += openai_rows(oa)
+
+    ch = res.get("channels")
+    if ch:
+        mib = ch["idle_rss_kib"] / 1024
+        rows.append({
+            "what": "idle RSS, Telegram and Discord enabled (loopback doubles)",
+            "gateway": f"{mib:.1f} MiB", "floor": "—",
+            "result": f"{mib:.1f} MiB, both channels connected: {ch['connected']}",
+            "target": f"≤ {T_IDLE_CHANNELS_MIB:.0f} MiB: "
+                      + verdict(mib <= T_IDLE_CHANNELS_MIB and ch["connected"], f"{mib - T_IDLE_CHANNELS_MIB:+.1f} MiB"),
+        })  # fmt: skip
 
     md = ["| measure | gateway | floor | result | target |", "| --- | --- | --- | --- | --- |"]
     md += [
@@ -656,6 +773,7 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         for r in rows
     ]
     text = "\n".join(md)
+    text = issue_table(res) + "\n\n" + text
     fp = res.get("footprint")
     if fp:
         text += "\n\nFootprint (`bench/footprint.py`):\n\n" + footprint.markdown(fp)
@@ -674,6 +792,95 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         text += "\n\n| inclusive % | frame |\n| --- | --- |\n"
         text += "\n".join(f"| {p} | `{f}` |" for f, p in prof["inclusive"][:15])
     return text, rows
+
+
+def issue_table(res: dict[str, Any]) -> str:
+    """Issue 16's table, one row per target, each with its verdict (a missing piece says so)."""
+    out: list[tuple[str, str, str, str]] = []
+
+    def add(what: str, value: str, target: str, ok: bool | None) -> None:
+        out.append((what, value, target, "—" if ok is None else ("pass" if ok else "**MISS**")))
+
+    chat = res.get("chat")
+    if chat:
+        g, f = chat["gateway"], chat["floor"]
+        seq = g["json_seq"]["rps"] / max(1e-9, f["json_seq"]["rps"])
+        c50 = g["json_c50"]["rps"] / max(1e-9, f["json_c50"]["rps"])
+        add(
+            "sequential msg/s, gateway / floor (JSON)",
+            f"{seq:.2f} ({g['json_seq']['rps']:.0f} / {f['json_seq']['rps']:.0f})",
+            "≥ 0.5",
+            seq >= T_SEQ_RATIO,
+        )
+        add(
+            "50 in flight msg/s, gateway / floor (JSON)",
+            f"{c50:.2f} ({g['json_c50']['rps']:.0f} / {f['json_c50']['rps']:.0f})",
+            "≥ 0.5",
+            c50 >= T_C50_RATIO,
+        )
+        for kind, label in (("json_seq", "JSON"), ("sse_seq", "SSE")):
+            a50 = g[kind]["p50_ms"] - f[kind]["p50_ms"]
+            a99 = g[kind]["p99_ms"] - f[kind]["p99_ms"]
+            add(
+                f"added latency p50 / p99, sequential ({label})",
+                f"{a50:+.2f} / {a99:+.2f} ms",
+                "≤ 1 ms / ≤ 5 ms",
+                a50 <= T_ADDED_P50_MS and a99 <= T_ADDED_P99_MS,
+            )
+        for kind, label in (("json_seq", "sequential"), ("json_c50", "50 in flight")):
+            gc, fc = _cpu_ms(g[kind]), _cpu_ms(f[kind])
+            add(
+                f"server CPU per message ({label}, JSON)",
+                f"{gc:.2f} ms (floor {fc:.2f})",
+                "≤ 1 ms",
+                gc <= T_CPU_MS,
+            )
+        idle = chat["idle_rss_kib"] / 1024
+        add("idle RSS, web chat on", f"{idle:.1f} MiB", "≤ 60 MiB", idle <= T_IDLE_MIB)
+    else:
+        add("chat rows", "not run", "", None)
+    ch = res.get("channels")
+    if ch:
+        mib = ch["idle_rss_kib"] / 1024
+        add(
+            "idle RSS, Telegram and Discord enabled",
+            f"{mib:.1f} MiB" + ("" if ch["connected"] else " (NOT connected)"),
+            "≤ 80 MiB",
+            mib <= T_IDLE_CHANNELS_MIB and ch["connected"],
+        )
+    la = res.get("launch")
+    if la:
+        add(
+            "launch → /health 200 (median of 5)",
+            f"{la['median_s']:.3f} s ({min(la['runs_s']):.2f}–{max(la['runs_s']):.2f})",
+            "≤ 0.5 s",
+            la["median_s"] <= T_LAUNCH_S,
+        )
+    he = res.get("help")
+    if he:
+        add(
+            "`open-clanker --help` (median of 10)",
+            f"{he['median_s']:.3f} s ({min(he['runs_s']):.2f}–{max(he['runs_s']):.2f})",
+            "≤ 0.15 s",
+            he["median_s"] <= T_HELP_S,
+        )
+    ws = res.get("ws")
+    if ws:
+        held = min(int(ws.get("opened", 0)), int(ws.get("still_open", 0)))
+        add(
+            f"{ws.get('requested'):,} idle WebSockets",
+            f"{held:,} held, {ws['per_conn_kib']:.1f} KiB each",
+            "held, ≤ 20 KiB each",
+            held >= int(ws.get("requested", T_WS)) and ws["per_conn_kib"] <= T_WS_KIB,
+        )
+    if chat:
+        growth = (chat["after_rss_kib"] - chat["idle_rss_kib"]) / 1024
+        add(f"RSS growth over {chat['messages_sent']:,} messages", f"{growth:+.1f} MiB", "≤ 10 MiB",
+            growth <= T_GROWTH_MIB)  # fmt: skip
+    head = f"Issue 16's table (backend: {res.get('backend', 'sqlite')}):\n\n"
+    lines = ["| measure | this run | target | verdict |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in out]
+    return head + "\n".join(lines)
 
 
 def _cpu_ms(r: dict[str, Any]) -> float:
@@ -752,9 +959,24 @@ def main() -> None:
     p.add_argument("--no-ws", action="store_true")
     p.add_argument("--ws", type=int, default=10_000, help="WebSockets to hold")
     p.add_argument(
-        "--only", default="", help="comma list: chat,openai,ws,launch,help,provider,footprint"
+        "--only",
+        default="",
+        help="comma list: chat,openai,ws,launch,help,provider,footprint,channels",
     )
     p.add_argument("--report", metavar="JSON", help="only rebuild the report from a results file")
+    p.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("OPENCLAW_BENCH_POSTGRES_URL")
+        or os.environ.get("OPENCLAW_TEST_POSTGRES_URL", ""),
+        help="a PostgreSQL server URL; each gateway start gets a fresh database on it",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("OPENCLAW_BENCH_REDIS_URL")
+        or os.environ.get("OPENCLAW_TEST_REDIS_URL", ""),
+        help="the Redis bus for --backend postgres",
+    )
     p.add_argument(
         "--whatif",
         action="append",
@@ -779,17 +1001,22 @@ def main() -> None:
     if args.report:
         print(build_report(json.loads(Path(args.report).read_text()))[0])
         return
+    if args.backend == "postgres":
+        if not (args.pg_url and args.redis_url):
+            p.error("--backend postgres needs --pg-url and --redis-url (or their env variables)")
+        BACKEND.update(name="postgres", pg_url=args.pg_url, redis_url=args.redis_url)
     raise_nofile()
     os.chdir(ROOT)
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw_dir = Path(tempfile.mkdtemp(prefix="clanker-prof-"))
     only = set(filter(None, args.only.split(","))) or {
-        "chat", "openai", "ws", "launch", "help", "provider", "footprint"
+        "chat", "openai", "ws", "launch", "help", "provider", "footprint", "channels"
     }  # fmt: skip
     if args.no_ws:
         only.discard("ws")
     started = time.perf_counter()
-    res: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    res: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                           "backend": args.backend}  # fmt: skip
     if "footprint" in only:
         res["footprint"] = footprint.measure()
     if "help" in only:
@@ -798,6 +1025,8 @@ def main() -> None:
         res["launch"] = launch_suite()
     if "provider" in only:
         res["provider"] = provider_suite(300 if args.quick else 2000)
+    if "channels" in only:
+        res["channels"] = channels_suite()
     if "chat" in only:
         res["chat"] = chat_suite(args.quick, not args.no_profile, raw_dir)
         res["profiles"] = {
@@ -814,6 +1043,8 @@ def main() -> None:
     res["wall_s"] = round(time.perf_counter() - started, 1)
     # A partial run (--only, --quick, --no-ws) must not replace the full results.
     out_name = "latest.json" if not (args.only or args.quick or args.no_ws) else "partial.json"
+    if args.backend == "postgres":
+        out_name = out_name.replace(".json", "-postgres.json")
     (RESULTS / out_name).write_text(json.dumps(res, indent=2))  # kept even if the report fails
     text, rows = build_report(res)
     res["rows"] = rows

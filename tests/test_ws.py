@@ -448,6 +448,28 @@ async def test_one_frame_larger_than_the_bound_still_goes_out() -> None:
     assert sock.sent == [{"type": "reply", "id": "r", "text": "a long answer"}]
 
 
+async def test_on_demand_writer_runs_only_while_frames_wait() -> None:
+    sock = _StuckSocket()
+    buffer = SendBuffer(sock, max_bytes=1000, on_demand=True)  # type: ignore[arg-type]
+    assert buffer.writer is None  # idle: no task
+    buffer.send({"type": "ack", "id": "a"})
+    first = buffer.writer
+    assert first is not None
+    await asyncio.sleep(0)  # it takes the ack and blocks on the socket
+    buffer.send({"type": "pong"})
+    assert buffer.writer is first  # one writer at a time, frames stay in order
+    sock.release.set()
+    await asyncio.wait_for(first, 5)
+    assert buffer.writer is None
+    assert sock.sent == [{"type": "ack", "id": "a"}, {"type": "pong"}]
+    buffer.close(1008, "bye")  # a close starts a writer too, which sends it and ends
+    closing = buffer.writer
+    assert closing is not None
+    await asyncio.wait_for(closing, 5)
+    assert sock.closed_with == (1008, "bye")
+    assert buffer.writer is None
+
+
 async def test_repeated_bad_tokens_lock_the_address_out(gateway: Gateway) -> None:
     for _ in range(10):
         async with connect(gateway.ws, additional_headers={"Authorization": "Bearer no"}) as ws:

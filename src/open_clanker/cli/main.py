@@ -25,6 +25,7 @@ app = typer.Typer(
     name="open-clanker",
     help="Open Clanker: a small, fast, self-hosted AI assistant gateway.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, no rich import: cli/help_style.py
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, …)
     pretty_exceptions_enable=False,
 )
@@ -61,6 +62,10 @@ def gateway(
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM, then drain in-flight work and exit 0."""
     import os
+
+    from open_clanker.cli.lean_imports import keep_rich_out
+
+    keep_rich_out()
 
     from open_clanker.config.loader import load_config
     from open_clanker.core.errors import ClankerError
@@ -256,11 +261,9 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-    if no_color():
-        # typer's help and error boxes come from rich: no escape codes at all, not even bold.
-        import typer.rich_utils
+    from open_clanker.cli import help_style
 
-        typer.rich_utils.COLOR_SYSTEM = None
+    help_style.install(no_color())
     try:
         app(args=hoist_global_options(sys.argv[1:]))
     except KeyboardInterrupt:

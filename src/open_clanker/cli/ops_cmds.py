@@ -21,8 +21,12 @@ GatewayOpt = Annotated[
     ),
 ]
 
-pairing_app = typer.Typer(help="Manage who may talk to the assistant.", no_args_is_help=True)
-token_app = typer.Typer(help="Gateway tokens: rotate, list.", no_args_is_help=True)
+pairing_app = typer.Typer(
+    help="Manage who may talk to the assistant.", no_args_is_help=True, rich_markup_mode=None
+)
+token_app = typer.Typer(
+    help="Gateway tokens: rotate, list.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 # -- pairing: the store directly, gateway running or not ---------------------------------------

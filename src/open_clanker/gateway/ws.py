@@ -1,10 +1,9 @@
 """The `/ws` endpoint (SPEC §5): auth, chat turns streamed as frames, bus events, ping.
 
-Each connection has one send buffer bounded in bytes and drained by one writer task
-(`ws_outbox.py`), so a client that stops reading costs bounded memory. Chats on one socket
-run concurrently;
-a pipeline turn is shielded from the socket, so a client leaving mid-stream does not stop its
-reply from being stored.
+Each connection has one send buffer bounded in bytes and drained by one writer task while
+frames wait (`ws_outbox.py`), so a client that stops reading costs bounded memory and an idle
+one holds no task. Chats on one socket run concurrently; a pipeline turn is shielded from the
+socket, so a client leaving mid-stream does not stop its reply from being stored.
 """
 
 from __future__ import annotations
@@ -242,23 +241,29 @@ class _Connection:
         self._ws = websocket
         self._runtime = runtime
         self._limits = limits
-        self._outbox = SendBuffer(websocket, limits.send_buffer_bytes)
+        # The writer runs only while frames wait: an idle socket holds no task (KiB each, at
+        # 10,000 idle sockets: docs/benchmarks.md, "Levers: WebSockets").
+        self._outbox = SendBuffer(websocket, limits.send_buffer_bytes, on_demand=True)
         self._chats: set[asyncio.Task[None]] = set()
         self._subscription: asyncio.Task[None] | None = None
 
     async def serve(self) -> None:
-        writer = asyncio.create_task(self._outbox.run())
         try:
             await self._read()
-            if self._outbox.closed:  # let the writer send the close frame it was handed
+            writer = self._outbox.writer
+            if self._outbox.closed and writer is not None:  # let it send the close frame
                 await asyncio.wait({writer}, timeout=CLOSE_WAIT_S)
         finally:
             self._outbox.closed = True
             for task in [*self._chats, self._subscription]:
                 if task is not None:
                     task.cancel()  # the pipeline turns themselves are shielded
-            writer.cancel()
-            await asyncio.gather(writer, *self._chats, return_exceptions=True)
+            writer = self._outbox.writer
+            if writer is not None:
+                writer.cancel()
+            await asyncio.gather(*self._chats, return_exceptions=True)
+            if writer is not None:
+                await asyncio.gather(writer, return_exceptions=True)
             if self._subscription is not None:
                 await asyncio.gather(self._subscription, return_exceptions=True)
 

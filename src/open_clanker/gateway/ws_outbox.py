@@ -46,14 +46,29 @@ class _Waiting:
 
 
 class SendBuffer:
-    def __init__(self, websocket: WebSocket, max_bytes: int = SEND_BUFFER_BYTES) -> None:
+    """Frames waiting for one socket. Drained either by `run()` (a writer for the socket's
+    life) or, with `on_demand`, by a task started when a frame arrives and ended when the
+    buffer is empty: an idle connection then holds no writer task, no waiting future."""
+
+    def __init__(
+        self, websocket: WebSocket, max_bytes: int = SEND_BUFFER_BYTES, *, on_demand: bool = False
+    ) -> None:
         self._ws = websocket
         self._max_bytes = max_bytes
         self._waiting: deque[_Waiting] = deque()
         self._bytes = 0
-        self._wake = asyncio.Event()
+        self._on_demand = on_demand
+        self._wake: asyncio.Event | None = None if on_demand else asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None  # on demand: the drain running now
         self._close_with: tuple[int, str] | None = None
         self.closed = False
+
+    def _kick(self) -> None:
+        if not self._on_demand:
+            assert self._wake is not None
+            self._wake.set()
+        elif self.writer is None:
+            self.writer = asyncio.create_task(self._drain())
 
     @property
     def waiting_bytes(self) -> int:
@@ -85,7 +100,7 @@ class SendBuffer:
             return
         self._waiting.append(item)
         self._bytes += item.size
-        self._wake.set()
+        self._kick()
 
     def _over(self, size: int, droppable: bool) -> bool:
         """True when `size` more bytes do not fit; a frame that does not fit closes the socket
@@ -103,9 +118,11 @@ class SendBuffer:
         self._waiting.clear()
         self._bytes = 0
         self._close_with = (code, reason)
-        self._wake.set()
+        self._kick()
 
     async def run(self) -> None:
+        """Send frames as they come until the buffer is closed (not with `on_demand`)."""
+        assert self._wake is not None
         try:
             while True:
                 if self._close_with is not None:
@@ -120,3 +137,20 @@ class SendBuffer:
                 await self._ws.send_text(item.encode())
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closed = True  # the client went away; the reader sees the disconnect
+
+    async def _drain(self) -> None:
+        """On demand: send what is waiting (and the close, once asked), then end."""
+        try:
+            while True:
+                if self._close_with is not None:
+                    await self._ws.close(*self._close_with)
+                    return
+                if not self._waiting:
+                    return  # no await since the check: a frame sent now starts a new drain
+                item = self._waiting.popleft()
+                self._bytes -= item.size
+                await self._ws.send_text(item.encode())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True  # the client went away; the reader sees the disconnect
+        finally:
+            self.writer = None
