@@ -219,3 +219,27 @@ async def test_a_second_ctrl_c_while_still_waiting_quits(
                 finally:
                     term.close()
     assert "Traceback" not in term.output
+
+
+async def test_only_the_prompt_thread_takes_ctrl_c(data_dir: Path, tmp_path: Path) -> None:
+    """The kernel gives a process's SIGINT to any thread that does not block it. Had the
+    socket's thread taken it, the main thread would sit in readline and Ctrl-C at the prompt
+    would do nothing (seen now and then): every other thread blocks SIGINT."""
+    async with running_gateway() as gw:
+        term = chat_in_terminal(gw, data_dir, tmp_path, "signals")
+        try:
+            await term.wait_for(re.escape(PROMPT))
+            pid = term.proc.pid
+            threads = {}
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                status = (task / "status").read_text()
+                mask = re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)
+                assert mask is not None
+                blocked = int(mask[1], 16)
+                threads[int(task.name)] = bool(blocked & (1 << (signal.SIGINT - 1)))
+            assert threads.pop(pid) is False  # the main thread takes Ctrl-C
+            assert threads and all(threads.values()), threads
+            term.type(CTRL_C)
+            assert await term.exit_code() == 0
+        finally:
+            term.close()
