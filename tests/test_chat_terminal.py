@@ -87,6 +87,23 @@ class Terminal:
             raise AssertionError(f"chat did not exit: {self.output!r}") from None
         return self.proc.returncode
 
+    async def quit_at_prompt(self, timeout: float = 20) -> int:
+        """Ctrl-C at the prompt, as a user would: again if the first was not noticed. (CPython's
+        readline notices a SIGINT that lands between drawing the prompt and waiting for a key
+        only at the next key or signal; a test types faster than any person.)"""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.proc.poll() is None:
+                    self.type(CTRL_C)
+                    for _ in range(50):
+                        if self.proc.poll() is not None:
+                            break
+                        await asyncio.sleep(0.02)
+        except TimeoutError:
+            self.proc.send_signal(signal.SIGKILL)
+            raise AssertionError(f"chat did not quit: {self.output!r}") from None
+        return self.proc.returncode
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -143,8 +160,7 @@ async def test_history_is_reused_by_the_next_chat(data_dir: Path, tmp_path: Path
             term.type(UP + "\r")
             await term.wait_for("You said: an older question")
             await term.wait_for(re.escape(PROMPT), 2)
-            term.type(CTRL_C)  # Ctrl-C at the prompt quits
-            assert await term.exit_code() == 0
+            assert await term.quit_at_prompt() == 0  # Ctrl-C at the prompt quits
         finally:
             term.close()
     assert (data_dir / "chat_history").stat().st_mode & 0o777 == 0o600
@@ -170,8 +186,7 @@ async def test_ctrl_c_stops_the_answer_then_quits_at_the_prompt(
                 await term.wait_for(r"\[stopped\]")
                 await term.wait_for(re.escape(PROMPT), 2)  # still chatting
                 assert term.proc.poll() is None
-                term.type(CTRL_C)
-                assert await term.exit_code() == 0
+                assert await term.quit_at_prompt() == 0
             finally:
                 term.close()
     with sqlite3.connect(data_dir / "open-clanker.db") as db:
@@ -219,3 +234,26 @@ async def test_a_second_ctrl_c_while_still_waiting_quits(
                 finally:
                     term.close()
     assert "Traceback" not in term.output
+
+
+async def test_only_the_prompt_thread_takes_ctrl_c(data_dir: Path, tmp_path: Path) -> None:
+    """The kernel gives a process's SIGINT to any thread that does not block it. Had the
+    socket's thread taken it, the main thread would sit in readline and Ctrl-C at the prompt
+    would do nothing (seen now and then): every other thread blocks SIGINT."""
+    async with running_gateway() as gw:
+        term = chat_in_terminal(gw, data_dir, tmp_path, "signals")
+        try:
+            await term.wait_for(re.escape(PROMPT))
+            pid = term.proc.pid
+            threads = {}
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                status = (task / "status").read_text()
+                mask = re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)
+                assert mask is not None
+                blocked = int(mask[1], 16)
+                threads[int(task.name)] = bool(blocked & (1 << (signal.SIGINT - 1)))
+            assert threads.pop(pid) is False  # the main thread takes Ctrl-C
+            assert threads and all(threads.values()), threads
+            assert await term.quit_at_prompt() == 0
+        finally:
+            term.close()

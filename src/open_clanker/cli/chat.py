@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import signal
 import sys
 import threading
 import uuid
@@ -77,9 +78,16 @@ class _Link:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         self.socket: _Socket
+
+    def _run(self) -> None:
+        # The kernel hands a process's SIGINT to any thread that does not block it. Taken here,
+        # Python only sets a flag, and the main thread waiting in readline for a key never
+        # sees Ctrl-C (it hung at the prompt now and then): only the main thread takes it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self.loop.run_forever()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -10,6 +10,7 @@ lease left by a replica that died, delays a turn by seconds and never strands it
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 
 from open_clanker.pipeline.bus import EventBus
@@ -20,29 +21,50 @@ FIRST_RECHECK_S = 0.1
 MAX_RECHECK_S = 2.0
 
 
+class _Waiters:
+    """This replica's turns waiting for one session: their messages' seqs, oldest first, and
+    the event that wakes them (replaced each time it is set)."""
+
+    __slots__ = ("event", "seqs")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.seqs: list[int] = []
+
+    def wake(self) -> None:
+        self.event.set()
+        self.event = asyncio.Event()
+
+
 class SessionGate:
     def __init__(self, claims: ClaimStore, bus: EventBus) -> None:
         self._claims = claims
         self._bus = bus
-        # key -> (event set when the session is freed, number of waiters): dropped when unused.
-        self._waiting: dict[str, tuple[asyncio.Event, int]] = {}
+        self._waiting: dict[str, _Waiters] = {}  # dropped when its last waiter leaves
         bus.on_notice(self._on_notice)
 
     async def wait_turn(self, key: str, claim: Claim, seq: int) -> int:
         """Return once this turn holds the session (its message `seq` is next), with the
         session's history version read as it was taken."""
         recheck = FIRST_RECHECK_S
-        while True:
-            event = self._enter(key)
-            try:
-                version = await self._claims.take_turn_at(key, claim, seq)
-                if version is not None:
-                    return version
+        waiters = self._enter(key, seq)
+        won = False
+        try:
+            while True:
+                event = waiters.event  # before asking: a notice during the ask is not missed
+                # Only this replica's oldest waiter asks the database: a later message of the
+                # session cannot be next while an earlier one waits here. So a freed session
+                # costs one attempt per replica, not one per waiting message.
+                if waiters.seqs[0] == seq:
+                    version = await self._claims.take_turn_at(key, claim, seq)
+                    if version is not None:
+                        won = True
+                        return version
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), recheck)
-            finally:
-                self._leave(key)
-            recheck = min(recheck * 2, MAX_RECHECK_S)
+                recheck = min(recheck * 2, MAX_RECHECK_S)
+        finally:
+            self._leave(key, seq, won)
 
     async def freed(self, key: str) -> None:
         await self._bus.notify(SESSION_FREE, key)
@@ -50,20 +72,24 @@ class SessionGate:
     def _on_notice(self, kind: str, key: str) -> None:
         if kind != SESSION_FREE:
             return
-        entry = self._waiting.get(key)
-        if entry is not None:
-            entry[0].set()
-            # Waiters that wake re-enter with a fresh event.
-            self._waiting[key] = (asyncio.Event(), entry[1])
+        waiters = self._waiting.get(key)
+        if waiters is not None:
+            waiters.wake()
 
-    def _enter(self, key: str) -> asyncio.Event:
-        event, users = self._waiting.get(key) or (asyncio.Event(), 0)
-        self._waiting[key] = (event, users + 1)
-        return event
+    def _enter(self, key: str, seq: int) -> _Waiters:
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            waiters = self._waiting[key] = _Waiters()
+        bisect.insort(waiters.seqs, seq)
+        return waiters
 
-    def _leave(self, key: str) -> None:
-        event, users = self._waiting[key]
-        if users <= 1:
+    def _leave(self, key: str, seq: int, won: bool) -> None:
+        waiters = self._waiting[key]
+        was_oldest = waiters.seqs[0] == seq
+        waiters.seqs.remove(seq)
+        if not waiters.seqs:
             del self._waiting[key]
-        else:
-            self._waiting[key] = (event, users - 1)
+        elif was_oldest and not won:
+            # It gave up (stopped, cancelled): the next one asks now. One that won runs its
+            # turn, and its end wakes the rest with a session_free notice.
+            waiters.wake()
