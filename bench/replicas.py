@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bench import run_all
 from bench.replicas_load import answer_to, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,28 +135,13 @@ def echo_model(delay_s: float) -> Iterator[str]:
 def gateway_env(
     data_dir: str, model_url: str, storage_url: str, redis_url: str, ns: str
 ) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENCLAW_", "OPENAI_", "ANTHROPIC_"))
-    }
+    """`make bench`'s gateway, on the shared PostgreSQL and Redis."""
+    env = run_all.gateway_env(data_dir, model_url, "warning")
     env.update(
-        OPENCLAW_DATA_DIR=data_dir,
-        HOME=data_dir,
-        XDG_DATA_HOME=data_dir,
-        XDG_CONFIG_HOME=data_dir,
         OPENCLAW_GATEWAY_TOKEN=TOKEN,
         OPENCLAW_STORAGE__URL=storage_url,
         OPENCLAW_BUS__URL=redis_url,
         OPENCLAW_BUS__NAMESPACE=ns,
-        OPENCLAW_AGENT__PROVIDER="openai",
-        OPENCLAW_OPENAI_API_KEY="bench-key",
-        OPENCLAW_AGENT__BASE_URL=model_url,
-        OPENCLAW_AGENT__MAX_RETRIES="0",
-        OPENCLAW_LIMITS__MESSAGES_PER_MINUTE="100000000",
-        OPENCLAW_ACCESS__DM_POLICY="open",
-        OPENCLAW_SERVER__MAX_CONNECTIONS_PER_ADDRESS="30000",  # every client is 127.0.0.1
-        OPENCLAW_LOGGING__LEVEL="warning",
     )
     return env
 
