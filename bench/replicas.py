@@ -29,7 +29,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,22 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 from bench import run_all
 from bench.replicas_load import answer_to, text_of
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin"
-PY = str(BIN / "python") if (BIN / "python").exists() else sys.executable
-CLI = str(BIN / "open-clanker")
-RESULTS = ROOT / "bench" / "results"
+ROOT, PY, CLI, RESULTS = run_all.ROOT, run_all.PY, run_all.CLI, run_all.RESULTS
+log, free_port = run_all.log, run_all.free_port
 TOKEN = "bench-replicas-token-0123456789"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], timeout_s: float) -> None:

@@ -63,6 +63,12 @@ async def _add_ports(runner: web.AppRunner | None, count: int) -> list[int]:
     return ports
 
 
+async def _ports_by_replica(runner: web.AppRunner | None, count: int) -> dict[int, int]:
+    """One more listening port per replica: port -> replica index (in port order)."""
+    ports = await _add_ports(runner, count)
+    return {port: i for i, port in enumerate(ports)}
+
+
 def _local_port(request: web.Request) -> int:
     assert request.transport is not None
     return int(request.transport.get_extra_info("sockname")[1])
@@ -79,9 +85,8 @@ class TracedEchoModel(EchoModel):
 
     async def listen_per_replica(self, count: int) -> list[str]:
         await self.start()
-        ports = await _add_ports(self._runner, count)
-        self._port_of = {port: i for i, port in enumerate(ports)}
-        self.urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
+        self._port_of = await _ports_by_replica(self._runner, count)
+        self.urls = [f"http://127.0.0.1:{port}/v1" for port in self._port_of]
         return self.urls
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -104,9 +109,8 @@ class TracedTelegram(TelegramDouble):
 
     async def listen_per_replica(self, count: int) -> list[str]:
         await self.start()
-        ports = await _add_ports(self._runner, count)
-        self._port_of = {port: i for i, port in enumerate(ports)}
-        self.urls = [f"http://127.0.0.1:{port}" for port in ports]
+        self._port_of = await _ports_by_replica(self._runner, count)
+        self.urls = [f"http://127.0.0.1:{port}" for port in self._port_of]
         return self.urls
 
     async def _handle(self, request: web.Request) -> web.Response:
