@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from open_clanker.storage.clock import db_now, db_now_plus
 from open_clanker.storage.database import Database
 from open_clanker.storage.dialect import dialect_insert
+from open_clanker.storage.prepared import Prepared
 from open_clanker.storage.schema import leases, messages, outbox, sessions
 
 PENDING = "pending"
@@ -57,18 +58,22 @@ class ClaimStore:
         )
         # A turn starts only when its message is the session's oldest pending one: turns run
         # in order, and each sees every earlier exchange.
-        self._take_turn_stmt = take.where(
-            sessions.c.key == sa.bindparam("b_key"), free, ~earlier_pending
-        ).returning(sessions.c.version)
+        self._take_turn_stmt = Prepared(
+            take.where(sessions.c.key == sa.bindparam("b_key"), free, ~earlier_pending).returning(
+                sessions.c.version
+            ),
+            db.dialect,
+        )
         self._take_any_stmt = take.where(sessions.c.key == sa.bindparam("b_key"), free)
-        self._release_stmt = (
+        self._release_stmt = Prepared(
             sessions.update()
             .where(
                 sessions.c.key == sa.bindparam("b_key"),
                 sessions.c.lease_owner == sa.bindparam("b_owner"),
                 sessions.c.lease_token == sa.bindparam("b_token"),
             )
-            .values(lease_owner=None, lease_token=None, lease_until=None)
+            .values(lease_owner=None, lease_token=None, lease_until=None),
+            db.dialect,
         )
 
     # -- a session's turn ---------------------------------------------------------------------
@@ -77,7 +82,7 @@ class ClaimStore:
         """Inside another transaction (accept): take the session for the message `seq`.
         Returns the session's history version (storage/history_cache.py); None: not taken."""
         params = {"b_key": key, "b_owner": claim.owner, "b_token": claim.token, "b_seq": seq}
-        version = conn.execute(self._take_turn_stmt, params).scalar()
+        version = self._take_turn_stmt.scalar(conn, params)
         return None if version is None else int(version)
 
     async def take_turn(self, key: str, claim: Claim, seq: int) -> bool:
@@ -98,15 +103,15 @@ class ClaimStore:
     def release_turn_in(self, conn: sa.Connection, key: str, claim: Claim) -> None:
         """Inside the reply's transaction: end the turn, or roll it all back if it was lost."""
         params = {"b_key": key, "b_owner": claim.owner, "b_token": claim.token}
-        if not conn.execute(self._release_stmt, params).rowcount:
+        if not self._release_stmt.rowcount(conn, params):
             raise StaleClaim(key)
 
     async def release_session(self, key: str, claim: Claim) -> None:
         await self._db.write(self._release_quietly, key, claim)
 
     def _release_quietly(self, conn: sa.Connection, key: str, claim: Claim) -> None:
-        conn.execute(
-            self._release_stmt, {"b_key": key, "b_owner": claim.owner, "b_token": claim.token}
+        self._release_stmt.rowcount(
+            conn, {"b_key": key, "b_owner": claim.owner, "b_token": claim.token}
         )
 
     async def session_holder(self, key: str) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from open_clanker.core.types import Message
 
@@ -45,6 +46,10 @@ class Entry:
     complete: bool  # the database held fewer than `limit` rows: these are all of them
     rows: list[HistoryRow] = field(default_factory=list)  # by seq, oldest first
     chars: int = 0
+
+
+def _by_seq(row: HistoryRow) -> int:
+    return row.seq
 
 
 class HistoryCache:
@@ -89,11 +94,15 @@ class HistoryCache:
         entry.version = version
         # A row older than the entry's lowest (a message queued behind many turns) is
         # trimmed again below: the entry held `limit` newer rows already.
+        in_order = not entry.rows or not rows or rows[0].seq > entry.rows[-1].seq
         for row in rows:
             entry.rows.append(row)
             entry.chars += len(row.message.text)
             self._chars += len(row.message.text)
-        entry.rows.sort(key=lambda r: r.seq)
+        # The common case appends newer rows: no sort (the sort was ~3 % of the gateway's
+        # samples in the sequential benchmark).
+        if not in_order or any(a.seq > b.seq for a, b in pairwise(rows)):
+            entry.rows.sort(key=_by_seq)
         while len(entry.rows) > entry.limit:
             gone = entry.rows.pop(0)
             entry.chars -= len(gone.message.text)

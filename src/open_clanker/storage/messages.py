@@ -25,6 +25,7 @@ from open_clanker.storage.database import Database
 from open_clanker.storage.dialect import dialect_insert
 from open_clanker.storage.history_cache import HistoryCache, HistoryRow
 from open_clanker.storage.nul_guard import has_nul
+from open_clanker.storage.prepared import Prepared
 from open_clanker.storage.schema import messages, outbox, processed_ids, sessions
 
 
@@ -118,6 +119,23 @@ class _RowView:
         return self._values[name]
 
 
+# The columns `_message_values` fills, in its order: the insert statements' keys.
+MESSAGE_COLUMNS = (
+    "context_json", "answers_id", "response_json", "claimed_by", "claim_until", "id",
+    "session_key", "generation", "channel_type", "channel_id", "sender", "role", "text",
+    "timestamp", "metadata_json", "status",
+)  # fmt: skip
+SESSION_COLUMNS = (
+    "key",
+    "channel",
+    "channel_id",
+    "generation",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
 def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any]:
     """Every column, always: one statement shape, so its compiled form is reused."""
     return {
@@ -169,16 +187,30 @@ class MessageStore:
         self._claims = claims
         # Hot-path statements are built once and executed with parameters: rebuilding them
         # per message showed up in the benchmark profile.
-        self._claim_stmt = dialect_insert(db.dialect, processed_ids).on_conflict_do_nothing()
-        touch = dialect_insert(db.dialect, sessions)
-        self._touch_stmt = touch.on_conflict_do_update(
-            index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
-        ).returning(sessions.c.generation, sessions.c.version)
+        # On SQLite they run straight on the driver (storage/prepared.py).
+        dialect = db.dialect
+        self._claim_stmt = Prepared(
+            dialect_insert(dialect, processed_ids).on_conflict_do_nothing(),
+            dialect,
+            ("channel", "platform_id", "created_at"),
+        )
+        touch = dialect_insert(dialect, sessions)
+        self._touch_stmt = Prepared(
+            touch.on_conflict_do_update(
+                index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
+            ).returning(sessions.c.generation, sessions.c.version),
+            dialect,
+            SESSION_COLUMNS,
+        )
         # A write that changes the session's history bumps its version (history_cache.py).
-        self._touch_bump_stmt = touch.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"updated_at": touch.excluded.updated_at, "version": sessions.c.version + 1},
-        ).returning(sessions.c.generation, sessions.c.version)
+        self._touch_bump_stmt = Prepared(
+            touch.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"updated_at": touch.excluded.updated_at, "version": sessions.c.version + 1},
+            ).returning(sessions.c.generation, sessions.c.version),
+            dialect,
+            SESSION_COLUMNS,
+        )
         self._bump_by_message_stmt = (
             sessions.update()
             .where(
@@ -190,20 +222,25 @@ class MessageStore:
             .values(version=sessions.c.version + 1)
         )
         self.history_cache = HistoryCache()
-        self._insert_seq_stmt = messages.insert().returning(messages.c.seq)
-        self._claim_until = db_now_plus(db.dialect, claims.lease_s)
-        self._claimed_insert_stmt = (
-            messages.insert().values(claim_until=self._claim_until).returning(messages.c.seq)
+        self._insert_seq_stmt = Prepared(
+            messages.insert().returning(messages.c.seq), dialect, MESSAGE_COLUMNS
+        )
+        self._claim_until = db_now_plus(dialect, claims.lease_s)
+        self._claimed_insert_stmt = Prepared(
+            messages.insert().values(claim_until=self._claim_until).returning(messages.c.seq),
+            dialect,
+            [c for c in MESSAGE_COLUMNS if c != "claim_until"],
         )
         # The reply's fence: a message is answered once, whoever else tried.
-        self._answer_stmt = (
+        answer = (
             messages.update()
             .where(messages.c.id == sa.bindparam("mid"), messages.c.status == Status.PENDING)
             .values(status=sa.bindparam("new_status"), claimed_by=None, claim_until=None)
             .returning(messages.c.generation)  # the history cache's check (a reset between)
         )
-        self._answer_context_stmt = self._answer_stmt.values(
-            context_json=sa.bindparam("new_context")
+        self._answer_stmt = Prepared(answer, dialect)
+        self._answer_context_stmt = Prepared(
+            answer.values(context_json=sa.bindparam("new_context")), dialect
         )
         self._outbox_insert_stmt = outbox.insert()
         self._status_stmt = (
@@ -211,9 +248,12 @@ class MessageStore:
             .where(messages.c.id == sa.bindparam("mid"))
             .values(status=sa.bindparam("new_status"))
         )
-        self._seen_stmt = sa.select(processed_ids.c.platform_id).where(
-            processed_ids.c.channel == sa.bindparam("channel"),
-            processed_ids.c.platform_id == sa.bindparam("pid"),
+        self._seen_stmt = Prepared(
+            sa.select(processed_ids.c.platform_id).where(
+                processed_ids.c.channel == sa.bindparam("channel"),
+                processed_ids.c.platform_id == sa.bindparam("pid"),
+            ),
+            dialect,
         )
         generation = (
             sa.select(sessions.c.generation)
@@ -241,7 +281,7 @@ class MessageStore:
 
     def _seen(self, conn: sa.Connection, channel: ChannelType, platform_id: str) -> bool:
         params = {"channel": channel.value, "pid": platform_id}
-        return conn.execute(self._seen_stmt, params).first() is not None
+        return bool(self._seen_stmt.rows(conn, params))
 
     async def mark_processed(self, channel: ChannelType, platform_id: str) -> bool:
         """Remember a platform id without storing a message (a refusal). False if seen before."""
@@ -249,7 +289,7 @@ class MessageStore:
 
     def _claim(self, conn: sa.Connection, channel: ChannelType, platform_id: str) -> bool:
         params = {"channel": channel.value, "platform_id": platform_id, "created_at": time.time()}
-        return bool(conn.execute(self._claim_stmt, params).rowcount)
+        return bool(self._claim_stmt.rowcount(conn, params))
 
     def _touch_session(
         self, conn: sa.Connection, msg: Message, *, bump: bool = False
@@ -266,7 +306,7 @@ class MessageStore:
             "updated_at": now,
         }
         stmt = self._touch_bump_stmt if bump else self._touch_stmt
-        generation, version = conn.execute(stmt, params).one()
+        generation, version = stmt.one(conn, params)
         return int(generation), int(version)
 
     # -- the pipeline's two writes ----------------------------------------------------------
@@ -302,11 +342,11 @@ class MessageStore:
         values = _message_values(msg, generation, status)
         values["context_json"] = json.dumps(context)
         if claim is None:
-            seq = int(conn.execute(self._insert_seq_stmt, values).scalar_one())
+            seq = int(self._insert_seq_stmt.scalar(conn, values))
             return Accepted(stored=True, seq=seq)
         values["claimed_by"] = claim.owner
         del values["claim_until"]
-        seq = int(conn.execute(self._claimed_insert_stmt, values).scalar_one())
+        seq = int(self._claimed_insert_stmt.scalar(conn, values))
         has_turn = (
             status == Status.PENDING
             and self._claims.take_turn_in(conn, msg.session, claim, seq) is not None
@@ -392,12 +432,12 @@ class MessageStore:
             if answered_context is not None:  # the same UPDATE replaces the recovery context
                 params["new_context"] = json.dumps(answered_context)
                 stmt = self._answer_context_stmt
-            question_generation = conn.execute(stmt, params).scalar()
+            question_generation = stmt.scalar(conn, params)
             if question_generation is None:
                 raise StaleClaim(answers.id)
         values = _message_values(reply, generation, status)
         values.update(values_extra)
-        reply_seq = int(conn.execute(self._insert_seq_stmt, values).scalar_one())
+        reply_seq = int(self._insert_seq_stmt.scalar(conn, values))
         if outbox_rows:
             conn.execute(self._outbox_insert_stmt, outbox_rows)
         written: list[HistoryRow] = []

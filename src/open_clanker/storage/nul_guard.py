@@ -23,6 +23,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def clean_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with every string's NULs removed (the same dict when none holds one)."""
+    return {k: _clean(v) for k, v in params.items()} if _has_nul(params.values()) else params
+
+
 def has_nul(values: Any) -> bool:
     """Whether any string among `values` (nested in tuples, lists, dicts) holds a NUL."""
     return _has_nul(values)
