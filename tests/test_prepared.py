@@ -3,6 +3,7 @@ SQLAlchemy's own execution, the same NUL guard, and SQLAlchemy's exceptions."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -161,3 +162,51 @@ async def test_the_hot_path_writes_the_same_rows_on_both_backends(
         assert version == 1 and seen == 1
     finally:
         await agen.aclose()
+
+
+async def test_writes_batched_by_group_commit_are_committed(tmp_path: Path) -> None:
+    """50 turns at once: their accepts and replies share COMMITs (storage/sqlite_writer.py)
+    and run only prepared statements, so SQLAlchemy holds no transaction of its own; every
+    one must still be committed (a batch once came back answered and rolled back)."""
+    url = f"sqlite:///{tmp_path}/batch.db"
+    store = await Store.open(url)
+
+    async def turn(i: int) -> bool:
+        key = SessionKey(f"api:b{i}")
+        msg = Message(
+            channel_type=ChannelType.API, channel_id=f"b{i}", sender="u", role=Role.USER,
+            text=f"q{i}", session=key,
+        )  # fmt: skip
+        claim = Claim("replica-a", f"turn-{i}")
+        accepted = await store.messages.accept(msg, f"pid-{i}", {}, claim=claim)
+        reply = Message(
+            channel_type=ChannelType.API, channel_id=f"b{i}", sender="bot",
+            role=Role.ASSISTANT, text=f"a{i}", session=key,
+        )  # fmt: skip
+        return accepted.has_turn and await store.messages.store_reply(
+            reply, None, [], answers=msg, turn=claim, answers_seq=accepted.seq
+        )
+
+    try:
+        results = await asyncio.gather(*(turn(i) for i in range(50)))
+        writer = store.db._writer
+        assert writer is not None and writer.commits < 100  # some writes did share a COMMIT
+    finally:
+        await store.close()
+    assert all(results)
+    reopened = await Store.open(url)  # what is on disk, not what one connection saw
+    try:
+
+        def count(conn: sa.Connection) -> tuple[int, int, int]:
+            answered = conn.execute(
+                sa.select(sa.func.count()).where(messages.c.status == "answered")
+            ).scalar()
+            replies = conn.execute(
+                sa.select(sa.func.count()).where(messages.c.status == "reply")
+            ).scalar()
+            seen = conn.execute(sa.select(sa.func.count()).select_from(processed_ids)).scalar()
+            return int(answered or 0), int(replies or 0), int(seen or 0)
+
+        assert await reopened.db.read(count) == (50, 50, 50)
+    finally:
+        await reopened.close()

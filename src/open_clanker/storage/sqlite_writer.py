@@ -118,7 +118,11 @@ class SqliteWriter:
                     else:
                         raw.execute("RELEASE oc_job")
                         done.append((job, result, None))
-                conn.commit()
+                conn.commit()  # SQLAlchemy's transaction, if a job's statement began one
+                # Jobs that ran only prepared statements (storage/prepared.py) left SQLAlchemy
+                # no transaction to commit: the driver's is committed here, or the pool's
+                # reset would roll the whole batch back.
+                raw.commit()
                 self.commits += 1
         except BaseException as exc:
             return [(job, None, exc) for job in batch]
