@@ -104,8 +104,12 @@ def fit_history(
             break
         used += cost
         start = k
-    kept = alternate(window[start:])
-    dropped = len(messages) - (len(window) - start)
+    span = window[start:]
+    kept = alternate(span)
+    dropped = len(messages) - len(span)
+    if len(kept) == len(span) and all(a is b for a, b in zip(kept, span, strict=True)):
+        # Nothing merged or left out: the sum just taken is the request's (no second pass).
+        return Context(kept, estimate_system(system_prompt) + used, ratio, dropped)
     return Context(kept, estimate_request(system_prompt, kept), ratio, dropped)
 
 
