@@ -165,8 +165,15 @@ def test_xdg_config_home_is_searched(tmp_path: Path) -> None:
 
 def test_shell_completion(tmp_path: Path) -> None:
     env = clean_env(tmp_path / "data")
+    # typer names the shell it finds among the process's ancestors (shellingham): run it from
+    # a bash that stays its parent (`; true`: bash would otherwise exec the last command), not
+    # from whatever runs pytest (under make and nohup there may be no shell at all).
     script = subprocess.run(
-        [CLI, "--show-completion", "bash"], env=env, capture_output=True, text=True, check=False
+        ["bash", "-c", f"'{CLI}' --show-completion; true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert script.returncode == 0 and "_open_clanker_completion" in script.stdout
     completed = subprocess.run(
