@@ -180,10 +180,10 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
         def pragmas(conn: sa.Connection) -> tuple[object, ...]:
             return tuple(
                 conn.execute(sa.text(f"PRAGMA {name}")).scalar()
-                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "cache_size")
             )
 
-        assert await store.db.read(pragmas) == ("wal", 1, 10000)
+        assert await store.db.read(pragmas) == ("wal", 1, 10000, -512)
     finally:
         await store.close()
 

@@ -51,6 +51,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
+    # A 512 KiB page cache, not SQLite's 2 MiB: the hot path reads no history (the history
+    # cache) and its writes touch a few index pages; the OS page cache holds the rest.
+    # Measured: RSS growth over 10,000 messages 10.0 -> 8.0 MiB, CPU unchanged (benchmarks.md).
+    cur.execute("PRAGMA cache_size=-512")
     cur.close()
 
 
