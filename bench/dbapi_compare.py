@@ -74,9 +74,9 @@ class DbApiMessages:
         self._types = (ChannelType, MessageMetadata, Role, SessionKey)
         self._default_meta = MessageMetadata()
         self._default_meta_json = self._default_meta.model_dump_json()
-        from open_clanker.storage.nul_guard import _clean  # the same NUL guard on every bind
+        from open_clanker.storage.nul_guard import clean  # the same NUL guard on every bind
 
-        self._clean = _clean
+        self._clean = clean
         self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000",
                        "foreign_keys=ON"):  # fmt: skip

@@ -166,10 +166,10 @@ def test_xdg_config_home_is_searched(tmp_path: Path) -> None:
 def test_shell_completion(tmp_path: Path) -> None:
     env = clean_env(tmp_path / "data")
     # typer names the shell it finds among the process's ancestors (shellingham): run it from
-    # a bash that stays its parent (`; true`: bash would otherwise exec the last command), not
+    # a bash that stays its parent (`; exit $?`: bash would otherwise exec a lone command), not
     # from whatever runs pytest (under make and nohup there may be no shell at all).
     script = subprocess.run(
-        ["bash", "-c", f"'{CLI}' --show-completion; true"],
+        ["bash", "-c", f"'{CLI}' --show-completion; exit $?"],
         env=env,
         capture_output=True,
         text=True,

@@ -119,23 +119,6 @@ class _RowView:
         return self._values[name]
 
 
-# The columns `_message_values` fills, in its order: the insert statements' keys.
-MESSAGE_COLUMNS = (
-    "context_json", "answers_id", "response_json", "claimed_by", "claim_until", "id",
-    "session_key", "generation", "channel_type", "channel_id", "sender", "role", "text",
-    "timestamp", "metadata_json", "status",
-)  # fmt: skip
-SESSION_COLUMNS = (
-    "key",
-    "channel",
-    "channel_id",
-    "generation",
-    "version",
-    "created_at",
-    "updated_at",
-)
-
-
 def _message_values(msg: Message, generation: int, status: str) -> dict[str, Any]:
     """Every column, always: one statement shape, so its compiled form is reused."""
     return {
@@ -190,9 +173,7 @@ class MessageStore:
         # On SQLite they run straight on the driver (storage/prepared.py).
         dialect = db.dialect
         self._claim_stmt = Prepared(
-            dialect_insert(dialect, processed_ids).on_conflict_do_nothing(),
-            dialect,
-            ("channel", "platform_id", "created_at"),
+            dialect_insert(dialect, processed_ids).on_conflict_do_nothing(), dialect
         )
         touch = dialect_insert(dialect, sessions)
         self._touch_stmt = Prepared(
@@ -200,7 +181,6 @@ class MessageStore:
                 index_elements=["key"], set_={"updated_at": touch.excluded.updated_at}
             ).returning(sessions.c.generation, sessions.c.version),
             dialect,
-            SESSION_COLUMNS,
         )
         # A write that changes the session's history bumps its version (history_cache.py).
         self._touch_bump_stmt = Prepared(
@@ -209,7 +189,6 @@ class MessageStore:
                 set_={"updated_at": touch.excluded.updated_at, "version": sessions.c.version + 1},
             ).returning(sessions.c.generation, sessions.c.version),
             dialect,
-            SESSION_COLUMNS,
         )
         self._bump_by_message_stmt = (
             sessions.update()
@@ -222,14 +201,11 @@ class MessageStore:
             .values(version=sessions.c.version + 1)
         )
         self.history_cache = HistoryCache()
-        self._insert_seq_stmt = Prepared(
-            messages.insert().returning(messages.c.seq), dialect, MESSAGE_COLUMNS
-        )
+        self._insert_seq_stmt = Prepared(messages.insert().returning(messages.c.seq), dialect)
         self._claim_until = db_now_plus(dialect, claims.lease_s)
         self._claimed_insert_stmt = Prepared(
             messages.insert().values(claim_until=self._claim_until).returning(messages.c.seq),
             dialect,
-            [c for c in MESSAGE_COLUMNS if c != "claim_until"],
         )
         # The reply's fence: a message is answered once, whoever else tried.
         answer = (

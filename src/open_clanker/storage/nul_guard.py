@@ -11,21 +11,18 @@ import sqlalchemy as sa
 from open_clanker.core.text import NUL, strip_nul
 
 
-def _clean(value: Any) -> Any:
+def clean(value: Any) -> Any:
+    """`value` (a string, or strings nested in tuples, lists, dicts) without NULs; the same
+    object when it holds none."""
     if isinstance(value, str):
         return strip_nul(value)
     if isinstance(value, tuple):
-        return tuple(_clean(v) for v in value) if _has_nul(value) else value
+        return tuple(clean(v) for v in value) if _has_nul(value) else value
     if isinstance(value, list):
-        return [_clean(v) for v in value] if _has_nul(value) else value
+        return [clean(v) for v in value] if _has_nul(value) else value
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()} if _has_nul(value.values()) else value
+        return {k: clean(v) for k, v in value.items()} if _has_nul(value.values()) else value
     return value
-
-
-def clean_params(params: dict[str, Any]) -> dict[str, Any]:
-    """`params` with every string's NULs removed (the same dict when none holds one)."""
-    return {k: _clean(v) for k, v in params.items()} if _has_nul(params.values()) else params
 
 
 def has_nul(values: Any) -> bool:
@@ -51,6 +48,6 @@ def install_nul_guard(engine: sa.Engine) -> None:
     def strip_nuls(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> tuple[str, Any]:
-        return statement, _clean(parameters)
+        return statement, clean(parameters)
 
     sa.event.listen(engine, "before_cursor_execute", strip_nuls, retval=True)

@@ -2,7 +2,8 @@
 
 A statement still is a SQLAlchemy construct, written once for both backends. On PostgreSQL it
 runs through `Connection.execute` as every other statement does. On SQLite it is compiled to
-its SQL text and fixed parameters at start-up, and each run is one `sqlite3` call on the
+its SQL text and fixed parameters once (an INSERT once per set of columns given, at its first
+run), and each run is one `sqlite3` call on the
 transaction's own connection (same transaction, same NUL guard): SQLAlchemy's execution path
 (~40 µs a statement, five to nine statements a message) was the largest piece of the SQLite
 thread's CPU (docs/benchmarks.md, "Levers").
@@ -14,12 +15,12 @@ defaults, no type that converts on the way in or out (the schema's are strings a
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from open_clanker.storage.nul_guard import clean_params
+from open_clanker.storage.nul_guard import clean
 
 
 def _named_sqlite() -> Any:
@@ -31,43 +32,48 @@ def _named_sqlite() -> Any:
 class Prepared:
     """One statement: `rows`, `scalar`, `one` or `rowcount` inside a transaction function."""
 
-    __slots__ = ("_defaults", "_raw", "_sql", "_stmt")
+    __slots__ = ("_compiled", "_insert", "_raw", "_stmt")
 
-    def __init__(self, stmt: Any, dialect: str, keys: Iterable[str] | None = None) -> None:
+    def __init__(self, stmt: Any, dialect: str) -> None:
         self._stmt = stmt
         self._raw = dialect == "sqlite"
-        self._sql = ""
-        self._defaults: dict[str, Any] = {}
-        if self._raw:
-            compiled = stmt.compile(
-                dialect=_named_sqlite(), column_keys=list(keys) if keys is not None else None
-            )
-            if compiled.literal_execute_params or compiled.post_compile_params:
-                raise ValueError("Prepared: a statement with expanding binds")
-            self._sql = str(compiled)
-            # The binds the statement fixes itself (`status = 'pending'`, `claimed_by = NULL`,
-            # julianday's 'now'); the caller's parameters fill or override the rest.
-            self._defaults = {
-                name: value
-                for name, value in compiled.params.items()
-                if not compiled.binds[name].required
-            }
+        # An INSERT's columns are the keys its caller passes, as with `Connection.execute`:
+        # compiled once per set of keys (a hot insert always passes the same set).
+        self._insert = isinstance(stmt, sa.Insert)
+        self._compiled: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
+        if self._raw and not self._insert:
+            self._compiled[()] = self._compile(None)
 
-    @property
-    def sql(self) -> str:
-        return self._sql
+    def _compile(self, keys: tuple[str, ...] | None) -> tuple[str, dict[str, Any]]:
+        compiled = self._stmt.compile(
+            dialect=_named_sqlite(), column_keys=list(keys) if keys is not None else None
+        )
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("Prepared: a statement with expanding binds")
+        # The binds the statement fixes itself (`status = 'pending'`, `claimed_by = NULL`,
+        # julianday's 'now'); the caller's parameters fill or override the rest.
+        fixed = {
+            name: value
+            for name, value in compiled.params.items()
+            if not compiled.binds[name].required
+        }
+        return str(compiled), fixed
 
     def _run(self, conn: sa.Connection, params: Mapping[str, Any]) -> sqlite3.Cursor:
+        key = tuple(params) if self._insert else ()
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile(key)
+        sql, fixed = found
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        values = {**self._defaults, **params}
         try:
-            cursor: sqlite3.Cursor = raw.execute(self._sql, clean_params(values))
+            cursor: sqlite3.Cursor = raw.execute(sql, clean({**fixed, **params}))
         except sqlite3.Error as exc:
             # As SQLAlchemy would raise it (IntegrityError, OperationalError, …): callers
             # tell storage trouble by SQLAlchemy's exceptions on both backends.
             raise sa.exc.DBAPIError.instance(
-                self._sql, None, exc, sqlite3.Error, hide_parameters=True
+                sql, None, exc, sqlite3.Error, hide_parameters=True
             ) from exc
         return cursor
 
