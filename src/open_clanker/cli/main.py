@@ -64,7 +64,9 @@ def gateway(
     import os
 
     from open_clanker.cli.lean_imports import keep_rich_out
+    from open_clanker.core.startup_heap import pause_collector
 
+    pause_collector()  # until the app is built (server.serve settles the heap)
     keep_rich_out()
 
     from open_clanker.config.loader import load_config

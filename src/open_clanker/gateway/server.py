@@ -29,6 +29,7 @@ import uvicorn
 from open_clanker.config.loader import LoadedConfig
 from open_clanker.config.model import Config
 from open_clanker.core.errors import ConfigError
+from open_clanker.core.startup_heap import settle_heap
 from open_clanker.gateway.app import create_app
 from open_clanker.gateway.http_protocol import ConnectionLimits, protocol_classes
 from open_clanker.gateway.reload import Reloader, ReloadOnSignal
@@ -144,6 +145,7 @@ async def serve(
         **ssl_kwargs,  # type: ignore[arg-type]
     )
     server = _Server(uv_config)
+    settle_heap()  # the start's objects: collected once, then frozen (core/startup_heap.py)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     drain_until: float | None = None  # one drain bound for the whole shutdown
