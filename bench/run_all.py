@@ -130,20 +130,20 @@ def model_double() -> Iterator[str]:
         stop(proc)
 
 
+def spawn_floor(double_url: str, port: int, framework: str = "starlette") -> subprocess.Popen[Any]:
+    """`framework` "fastapi": the stack floor (bench/floor_app.py)."""
+    args = [PY, "-m", "bench.floor_app", str(port), double_url]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return subprocess.Popen([*args, framework], cwd=ROOT, env=env)
+
+
 @contextlib.contextmanager
-def floor_app(double_url: str) -> Iterator[tuple[str, int]]:
+def floor_app(double_url: str, framework: str = "starlette") -> Iterator[tuple[str, int]]:
     port = free_port()
-    proc = subprocess.Popen([PY, "-m", "bench.floor_app", str(port), double_url], cwd=ROOT)
+    proc = spawn_floor(double_url, port, framework)
     try:
         base = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        while True:  # the floor has no /health: wait for the port
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.perf_counter() - started > 20:
-                raise TimeoutError("floor did not start")
-            time.sleep(0.01)
+        wait_http(base + "/health", 20)
         yield base, proc.pid
     finally:
         stop(proc)
@@ -391,6 +391,16 @@ def chat_suite(q: bool, profile: bool, raw_dir: Path) -> dict[str, Any]:
                 res["floor"][name]["server_cpu_s"] = round(cpu_s(fpid) - cpu0, 2)
                 res["floor"][name]["server_msgs"] = 200 + res["floor"][name]["sent"]
                 log(f"floor {name}: {res['floor'][name]}")
+        # The stack floor: the same forwarding on FastAPI with pydantic bodies.
+        res["floor_fastapi"] = {}
+        with floor_app(double, "fastapi") as (fbase, fpid):
+            for name, conc, n in (("json_seq", 1, n_seq), ("json_c50", 50, n_conc)):
+                cpu0 = cpu_s(fpid)
+                r = load(fbase, n, conc, False, 200, cap_conc)
+                r["server_cpu_s"] = round(cpu_s(fpid) - cpu0, 2)
+                r["server_msgs"] = 200 + r["sent"]
+                res["floor_fastapi"][name] = r
+                log(f"floor (FastAPI) {name}: {r}")
         with gateway(double, "warning") as (gbase, gpid):
             time.sleep(1.0)
             res["idle_rss_kib"] = rss_kib(gpid)
@@ -592,7 +602,29 @@ def launch_suite(runs: int = 5) -> dict[str, Any]:
         "runs_s": [round(t, 3) for t in times],
         "median_s": round(statistics.median(times), 3),
         "idle_rss_kib": idle,
+        "floor": {fw: floor_launch(fw, runs) for fw in ("starlette", "fastapi")},
     }
+
+
+def floor_launch(framework: str, runs: int) -> dict[str, Any]:
+    """The floor's own launch -> /health and idle RSS, measured as the gateway's."""
+    times: list[float] = []
+    idle: list[int] = []
+    with model_double() as double:
+        for i in range(runs + 1):  # run 0 is an untimed warm-up
+            port = free_port()
+            started = time.perf_counter()
+            proc = spawn_floor(double, port, framework)
+            try:
+                wait_http(f"http://127.0.0.1:{port}/health", 30)
+                if i:
+                    times.append(time.perf_counter() - started)
+                    time.sleep(1.0)
+                    idle.append(rss_kib(proc.pid))
+            finally:
+                stop(proc)
+    log(f"floor ({framework}) launch to /health: {times}; idle RSS {idle} KiB")
+    return {"median_s": round(statistics.median(times), 3), "idle_rss_kib": idle}
 
 
 def channels_suite() -> dict[str, Any]:
@@ -795,35 +827,48 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
 
 
 def issue_table(res: dict[str, Any]) -> str:
-    """Issue 16's table, one row per target, each with its verdict (a missing piece says so)."""
-    out: list[tuple[str, str, str, str]] = []
+    """Issue 16's table, one row per target, each with its verdict (a missing piece says so).
 
-    def add(what: str, value: str, target: str, ok: bool | None) -> None:
-        out.append((what, value, target, "—" if ok is None else ("pass" if ok else "**MISS**")))
+    The floors column: the floor (bare Starlette) / the stack floor (the same on FastAPI with
+    pydantic bodies, bench/floor_app.py), measured in the same run, where the row has one."""
+    out: list[tuple[str, str, str, str, str]] = []
+
+    def add(what: str, value: str, floors: str, target: str, ok: bool | None) -> None:
+        verdict = "—" if ok is None else ("pass" if ok else "**MISS**")
+        out.append((what, value, floors, target, verdict))
 
     chat = res.get("chat")
     if chat:
         g, f = chat["gateway"], chat["floor"]
-        seq = g["json_seq"]["rps"] / max(1e-9, f["json_seq"]["rps"])
-        c50 = g["json_c50"]["rps"] / max(1e-9, f["json_c50"]["rps"])
-        add(
-            "sequential msg/s, gateway / floor (JSON)",
-            f"{seq:.2f} ({g['json_seq']['rps']:.0f} / {f['json_seq']['rps']:.0f})",
-            "≥ 0.5",
-            seq >= T_SEQ_RATIO,
-        )
-        add(
-            "50 in flight msg/s, gateway / floor (JSON)",
-            f"{c50:.2f} ({g['json_c50']['rps']:.0f} / {f['json_c50']['rps']:.0f})",
-            "≥ 0.5",
-            c50 >= T_C50_RATIO,
-        )
+        ff = chat.get("floor_fastapi") or {}
+
+        def stack(kind: str, show: Any) -> str:
+            """The stack floor's figure for `kind`: show(its run, the floor's run)."""
+            return f" / {show(ff[kind], f[kind])}" if kind in ff else ""
+
+        for kind, label in (("json_seq", "sequential"), ("json_c50", "50 in flight")):
+            ratio = g[kind]["rps"] / max(1e-9, f[kind]["rps"])
+            stack_ratio = stack(kind, lambda r, b: f"{r['rps'] / max(1e-9, b['rps']):.2f}")
+            add(
+                f"{label} msg/s, gateway / floor (JSON)",
+                f"{ratio:.2f} ({g[kind]['rps']:.0f} / {f[kind]['rps']:.0f})",
+                f"1.00{stack_ratio}",
+                "≥ 0.5",
+                ratio >= T_SEQ_RATIO,
+            )
         for kind, label in (("json_seq", "JSON"), ("sse_seq", "SSE")):
             a50 = g[kind]["p50_ms"] - f[kind]["p50_ms"]
             a99 = g[kind]["p99_ms"] - f[kind]["p99_ms"]
+            floors = stack(
+                kind,
+                lambda r, b: (
+                    f"{r['p50_ms'] - b['p50_ms']:+.2f} / {r['p99_ms'] - b['p99_ms']:+.2f} ms"
+                ),
+            )
             add(
                 f"added latency p50 / p99, sequential ({label})",
                 f"{a50:+.2f} / {a99:+.2f} ms",
+                f"0{floors}",
                 "≤ 1 ms / ≤ 5 ms",
                 a50 <= T_ADDED_P50_MS and a99 <= T_ADDED_P99_MS,
             )
@@ -831,28 +876,34 @@ def issue_table(res: dict[str, Any]) -> str:
             gc, fc = _cpu_ms(g[kind]), _cpu_ms(f[kind])
             add(
                 f"server CPU per message ({label}, JSON)",
-                f"{gc:.2f} ms (floor {fc:.2f})",
+                f"{gc:.2f} ms",
+                f"{fc:.2f}{stack(kind, lambda r, _b: f'{_cpu_ms(r):.2f}')} ms",
                 "≤ 1 ms",
                 gc <= T_CPU_MS,
             )
         idle = chat["idle_rss_kib"] / 1024
-        add("idle RSS, web chat on", f"{idle:.1f} MiB", "≤ 60 MiB", idle <= T_IDLE_MIB)
+        add("idle RSS, web chat on", f"{idle:.1f} MiB", _floor_idle(res), "≤ 60 MiB",
+            idle <= T_IDLE_MIB)  # fmt: skip
     else:
-        add("chat rows", "not run", "", None)
+        add("chat rows", "not run", "", "", None)
     ch = res.get("channels")
     if ch:
         mib = ch["idle_rss_kib"] / 1024
         add(
             "idle RSS, Telegram and Discord enabled",
             f"{mib:.1f} MiB" + ("" if ch["connected"] else " (NOT connected)"),
+            "",
             "≤ 80 MiB",
             mib <= T_IDLE_CHANNELS_MIB and ch["connected"],
         )
     la = res.get("launch")
     if la:
+        fl = la.get("floor") or {}
         add(
             "launch → /health 200 (median of 5)",
             f"{la['median_s']:.3f} s ({min(la['runs_s']):.2f}–{max(la['runs_s']):.2f})",
+            " / ".join(f"{fl[k]['median_s']:.3f}" for k in ("starlette", "fastapi") if k in fl)
+            + (" s" if fl else ""),
             "≤ 0.5 s",
             la["median_s"] <= T_LAUNCH_S,
         )
@@ -861,6 +912,7 @@ def issue_table(res: dict[str, Any]) -> str:
         add(
             "`open-clanker --help` (median of 10)",
             f"{he['median_s']:.3f} s ({min(he['runs_s']):.2f}–{max(he['runs_s']):.2f})",
+            "",
             "≤ 0.15 s",
             he["median_s"] <= T_HELP_S,
         )
@@ -870,17 +922,35 @@ def issue_table(res: dict[str, Any]) -> str:
         add(
             f"{ws.get('requested'):,} idle WebSockets",
             f"{held:,} held, {ws['per_conn_kib']:.1f} KiB each",
+            "",
             "held, ≤ 20 KiB each",
             held >= int(ws.get("requested", T_WS)) and ws["per_conn_kib"] <= T_WS_KIB,
         )
     if chat:
         growth = (chat["after_rss_kib"] - chat["idle_rss_kib"]) / 1024
-        add(f"RSS growth over {chat['messages_sent']:,} messages", f"{growth:+.1f} MiB", "≤ 10 MiB",
-            growth <= T_GROWTH_MIB)  # fmt: skip
-    head = f"Issue 16's table (backend: {res.get('backend', 'sqlite')}):\n\n"
-    lines = ["| measure | this run | target | verdict |", "| --- | --- | --- | --- |"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in out]
+        add(f"RSS growth over {chat['messages_sent']:,} messages", f"{growth:+.1f} MiB", "",
+            "≤ 10 MiB", growth <= T_GROWTH_MIB)  # fmt: skip
+    head = (
+        f"Issue 16's table (backend: {res.get('backend', 'sqlite')}; floors: the floor / the "
+        "stack floor, the same forwarding on FastAPI with pydantic bodies):\n\n"
+    )
+    lines = [
+        "| measure | this run | floors | target | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in out]
     return head + "\n".join(lines)
+
+
+def _floor_idle(res: dict[str, Any]) -> str:
+    """The floors' idle RSS from the launch suite (median of its starts), if it ran."""
+    fl = (res.get("launch") or {}).get("floor") or {}
+    mibs = [
+        statistics.median(fl[k]["idle_rss_kib"]) / 1024
+        for k in ("starlette", "fastapi")
+        if fl.get(k, {}).get("idle_rss_kib")
+    ]
+    return " / ".join(f"{m:.1f}" for m in mibs) + (" MiB" if mibs else "")
 
 
 def _cpu_ms(r: dict[str, Any]) -> float:

@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from open_clanker import __version__
+from open_clanker.gateway.asgi import ASGIApp
 from open_clanker.gateway.compression import Gzip
 from open_clanker.gateway.errors import install_error_handlers
 from open_clanker.gateway.guard import GatewayGuard
@@ -55,11 +56,12 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         app.include_router(openai_api.router, tags=["openai"])
         body_limits[openai_api.COMPLETIONS_PATH] = openai_api.MAX_BODY_BYTES
     webhook_paths = _mount_channel_routes(app, runtime)
+    websocket_routes: dict[str, ASGIApp] = {}
     if runtime.config.channels.webchat.enabled:
         app.include_router(page.router)
         if page.STATIC_DIR.is_dir():
             app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
-        _mount_websocket(app)
+        websocket_routes = _websocket_routes(app)
     if runtime.config.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -84,6 +86,7 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
         body_limits=body_limits,
         error_body=guard_error_body,
         cors_origins=tuple(runtime.config.server.cors_origins),
+        websocket_routes=websocket_routes,
     )
     app.add_middleware(SecurityHeaders)  # around the guard: every answer gets them, refusals too
     # Outermost (added last): every request is traced and counted, refused ones included.
@@ -92,12 +95,13 @@ def create_app(runtime: Runtime, bind_host: str = "127.0.0.1") -> FastAPI:
     return app
 
 
-def _mount_websocket(app: FastAPI) -> None:
+def _websocket_routes(app: FastAPI) -> dict[str, ASGIApp]:
+    """`/ws`, served by the guard itself (gateway/guard.py says why)."""
     try:
-        from open_clanker.gateway.ws import websocket_endpoint
+        from open_clanker.gateway.ws import websocket_app
     except ImportError:  # the WebSocket module ships with the web chat
-        return
-    app.add_api_websocket_route("/ws", websocket_endpoint)
+        return {}
+    return {"/ws": websocket_app(app)}
 
 
 def _mount_channel_routes(app: FastAPI, runtime: Runtime) -> frozenset[str]:

@@ -5,8 +5,9 @@ nothing came), and a cap on open connections per client address (429).
 httptools buffers a header of any size until its line ends and starts no timer before the
 first request, so one unauthenticated connection could hold 64 MB or stay open forever; h11
 caps the head but has no deadline either, and serves ~30 % fewer requests a second (measured
-in ARCHITECTURE.md, "Request heads"). The WebSocket class is subclassed only to give back its
-connection's slot when it closes: an upgraded connection keeps the slot it had as HTTP.
+in ARCHITECTURE.md, "Request heads"). The WebSocket class is subclassed to give back its
+connection's slot when it closes (an upgraded connection keeps the slot it had as HTTP), and
+to hold less for as long as a socket stays open.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import Protocol
+
+from open_clanker.gateway.ws_slim import Flag, Inbox
 
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; nginx allows 32 KiB, h11 16 KiB
 HEAD_TIMEOUT_S = 10.0  # from the first byte of a request (or the connection) to its last header
@@ -119,6 +123,35 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[asyncio.Protocol], 
 
     class GuardedWebSocket(WebSocketsSansIOProtocol):
         _slot: str | None = None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # What an idle socket holds, made smaller (ws_slim.py says how much and why).
+            self.queue = Inbox()  # type: ignore[assignment]
+            self.writable = Flag()  # type: ignore[assignment]
+            self.writable.set()
+
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if self.handshake_complete and getattr(self, "request", None) is not None:
+                self._forget_handshake()
+
+        def _forget_handshake(self) -> None:
+            """The parsed handshake (request, response, their headers: ~5 KiB) is read only
+            until the accept is sent; the app has its own copy in the scope. uvicorn keeps
+            both, and websockets' server parser keeps the request alive in its generator's
+            frame for the connection's life, so that parser is swapped for the frame parser it
+            runs from then on -- only while it waits at a frame boundary with nothing read."""
+            self.request = self.response = None  # type: ignore[assignment]
+            conn = self.conn
+            frames = getattr(conn.parser, "gi_yieldfrom", None)  # Protocol.parse
+            waiting = getattr(frames, "gi_yieldfrom", None)  # StreamReader.at_eof
+            code = getattr(waiting, "gi_code", None)
+            if code is None or code.co_name != "at_eof" or conn.reader.buffer:
+                return
+            fresh = Protocol.parse(conn)
+            next(fresh)  # to its first wait, as the library starts a parser
+            conn.parser = fresh
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self._slot = slots.key(transport)  # held since the HTTP request it upgraded

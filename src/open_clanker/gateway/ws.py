@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -30,6 +31,7 @@ from open_clanker.core.types import (
     client_session_key,
 )
 from open_clanker.gateway import ws_frames as frames
+from open_clanker.gateway.asgi import ASGIApp, Receive, Scope, Send
 from open_clanker.gateway.auth import locked_out_error
 from open_clanker.gateway.client_ip import client_ip
 from open_clanker.gateway.errors import clanker_error_response
@@ -149,6 +151,17 @@ def _runtime(websocket: WebSocket) -> WSRuntime:
 def _limits(websocket: WebSocket) -> WSLimits:
     limits = getattr(websocket.app.state, "ws_limits", None)
     return limits if isinstance(limits, WSLimits) else DEFAULT_LIMITS
+
+
+def websocket_app(app: Starlette) -> ASGIApp:
+    """`/ws` as a raw ASGI app for the guard to call: `app` is what the endpoint reads its
+    runtime and limits from (`websocket.app.state`), as it would under Starlette's router."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app
+        await websocket_endpoint(WebSocket(scope, receive, send))
+
+    return serve
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
