@@ -868,7 +868,7 @@ def issue_table(res: dict[str, Any]) -> str:
             add(
                 f"added latency p50 / p99, sequential ({label})",
                 f"{a50:+.2f} / {a99:+.2f} ms",
-                f"0{floors}",
+                f"stack floor {floors[3:]}" if floors else "",
                 "≤ 1 ms / ≤ 5 ms",
                 a50 <= T_ADDED_P50_MS and a99 <= T_ADDED_P99_MS,
             )

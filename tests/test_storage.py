@@ -180,10 +180,16 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
         def pragmas(conn: sa.Connection) -> tuple[object, ...]:
             return tuple(
                 conn.execute(sa.text(f"PRAGMA {name}")).scalar()
-                for name in ("journal_mode", "foreign_keys", "busy_timeout", "cache_size")
+                for name in (
+                    "journal_mode",
+                    "foreign_keys",
+                    "busy_timeout",
+                    "cache_size",
+                    "wal_autocheckpoint",
+                )
             )
 
-        assert await store.db.read(pragmas) == ("wal", 1, 10000, -512)
+        assert await store.db.read(pragmas) == ("wal", 1, 10000, -512, 0)
     finally:
         await store.close()
 

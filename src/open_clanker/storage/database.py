@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 from open_clanker.core.errors import ConfigError
 from open_clanker.core.extras import require_extra
 from open_clanker.core.file_modes import secure_sqlite
+from open_clanker.storage.checkpointer import Checkpointer
 from open_clanker.storage.nul_guard import install_nul_guard
 from open_clanker.storage.sqlite_writer import CALL, READ, WRITE, SqliteWriter
 
@@ -55,6 +56,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # cache) and its writes touch a few index pages; the OS page cache holds the rest.
     # Measured: RSS growth over 10,000 messages 10.0 -> 8.0 MiB, CPU unchanged (benchmarks.md).
     cur.execute("PRAGMA cache_size=-512")
+    # Checkpoints run on their own thread (storage/checkpointer.py), not inside a commit.
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.close()
 
 
@@ -64,9 +67,11 @@ class Database:
         self._sync: sa.Engine | None = None
         self._async: AsyncEngine | None = None
         self._writer: SqliteWriter | None = None
+        self._checkpointer: Checkpointer | None = None
         if full.startswith("sqlite"):
             path = full.split(":///", 1)[1]
-            if path and path != ":memory:":
+            on_disk = bool(path) and path != ":memory:"
+            if on_disk:
                 secure_sqlite(Path(path))  # 0600 from the first byte, -wal/-shm alike
             self._sync = sa.create_engine(
                 full,
@@ -76,6 +81,8 @@ class Database:
             sa.event.listen(self._sync, "connect", _sqlite_pragmas)
             install_nul_guard(self._sync)
             self._writer = SqliteWriter(self._sync)
+            if on_disk:
+                self._checkpointer = Checkpointer(path)
             self.dialect = "sqlite"
         else:
             # Imported here: the asyncio extension costs ~8 MiB a SQLite gateway never uses.
@@ -112,5 +119,7 @@ class Database:
             assert writer is not None
             await writer.submit(CALL, self._sync.dispose)
             writer.stop()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
         if self._async is not None:
             await self._async.dispose()

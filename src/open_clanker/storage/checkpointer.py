@@ -1,0 +1,76 @@
+"""SQLite's WAL checkpoints, moved off the writer's commits onto a thread of their own.
+
+By default SQLite checkpoints inside the COMMIT that takes the WAL past 1,000 pages: that
+commit copies the WAL into the database and syncs both, several milliseconds on the writer
+thread while every message behind it waits. In the sequential bench that was the p99: 18.3 ms
+with it, 9.3 ms without (docs/benchmarks.md, "Levers: the hot path"). So the writer's
+connection has `wal_autocheckpoint=0`, and this thread, on its own connection to the same
+file, runs a PASSIVE checkpoint every `interval_s` while the WAL has grown: PASSIVE never takes
+the writer's lock nor waits for readers, so commits go on beside it, and once the WAL is
+wholly copied the next commit starts it again from its beginning (the file stays bounded).
+
+Durability does not change: in WAL mode with `synchronous=NORMAL` a commit is durable against
+a process crash once it is in the WAL, checkpointed or not; a checkpoint syncs the WAL before
+it copies it. When the last connection closes, SQLite checkpoints what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+
+log = logging.getLogger("open_clanker.storage")
+
+INTERVAL_S = 0.5
+
+
+class Checkpointer:
+    def __init__(self, path: str, interval_s: float = INTERVAL_S) -> None:
+        self._path = path
+        self._wal = path + "-wal"
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self.checkpoints = 0  # passes that copied something (tests)
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        seen: tuple[int, int] | None = None  # the WAL file as the last complete pass left it
+        try:
+            while not self._stopping.wait(self._interval_s):
+                stamp = _stamp(self._wal)
+                if stamp is None or stamp[0] == 0 or stamp == seen:
+                    continue  # no WAL, or nothing written since
+                if conn is None:
+                    conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
+                try:
+                    busy, log_pages, copied = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
+                except sqlite3.Error as exc:  # a locked or vanished file: try again later
+                    log.debug("wal_checkpoint_failed: %s", exc)
+                    continue
+                if copied > 0:
+                    self.checkpoints += 1
+                # Complete: nothing to do until a commit writes the WAL again (a commit after a
+                # complete pass rewrites it from its start: its size may stay the same, its
+                # modification time moves).
+                seen = stamp if not busy and copied == log_pages else None
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    return None

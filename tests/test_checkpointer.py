@@ -1,0 +1,78 @@
+"""WAL checkpoints on their own thread: the writer's commits never checkpoint, the WAL stays
+bounded, nothing written is lost, and the thread ends with the database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from open_clanker.storage.checkpointer import Checkpointer
+from open_clanker.storage.store import Store
+
+
+def _wal_bytes(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _write_rows(db: Path, batches: int, autocheckpoint: int) -> int:
+    """What the gateway's writer does: one connection, WAL, many small commits. Returns the
+    WAL's size before the connection closes (a last close checkpoints and removes it)."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
+        for i in range(batches):
+            conn.execute("INSERT INTO t (body) VALUES (?)", ("x" * 4000 + str(i),))
+            conn.commit()
+            if i % 100 == 0:
+                time.sleep(0.01)  # let the checkpointer run between commits, as load does
+        time.sleep(0.05)
+        return _wal_bytes(db)
+    finally:
+        conn.close()
+
+
+def test_without_it_the_wal_only_grows(tmp_path: Path) -> None:
+    wal = _write_rows(tmp_path / "none.db", 2000, autocheckpoint=0)
+    assert wal > 8_000_000  # ~2,000 pages of 4 KiB: nothing moved it
+
+
+def test_it_keeps_the_wal_bounded_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "kept.db"
+    checkpointer = Checkpointer(str(db), interval_s=0.01)
+    try:
+        wal = _write_rows(db, 2000, autocheckpoint=0)
+        assert checkpointer.checkpoints > 0
+        assert wal < 4_000_000  # restarted from its start after complete passes
+    finally:
+        checkpointer.stop()
+    reopened = sqlite3.connect(db)
+    try:
+        assert reopened.execute("SELECT count(*), max(id) FROM t").fetchone() == (2000, 2000)
+    finally:
+        reopened.close()
+    assert not any(t.name == "sqlite-checkpoint" and t.is_alive() for t in threading.enumerate())
+
+
+async def test_the_store_runs_one_and_stops_it_on_close(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path}/s.db")
+    try:
+        running = [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+        assert len(running) == 1
+
+        def autocheckpoint(conn: sa.Connection) -> object:
+            return conn.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar()
+
+        assert await store.db.read(autocheckpoint) == 0
+    finally:
+        await store.close()
+    assert not running[0].is_alive()
+    # The last connection closed: SQLite checkpointed what was left and removed the WAL.
+    assert not os.path.exists(f"{tmp_path}/s.db-wal")
