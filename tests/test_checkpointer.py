@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from open_clanker.storage.checkpointer import Checkpointer
+from open_clanker.storage.checkpointer import WRITER_CHECKPOINT_PAGES, Checkpointer
 from open_clanker.storage.store import Store
 
 
@@ -20,7 +20,7 @@ def _wal_bytes(db: Path) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
-def _write_rows(db: Path, batches: int, autocheckpoint: int) -> int:
+def _write_rows(db: Path, batches: int, autocheckpoint: int, pauses: bool = True) -> int:
     """What the gateway's writer does: one connection, WAL, many small commits. Returns the
     WAL's size before the connection closes (a last close checkpoints and removes it)."""
     conn = sqlite3.connect(db)
@@ -31,7 +31,7 @@ def _write_rows(db: Path, batches: int, autocheckpoint: int) -> int:
         for i in range(batches):
             conn.execute("INSERT INTO t (body) VALUES (?)", ("x" * 4000 + str(i),))
             conn.commit()
-            if i % 100 == 0:
+            if pauses and i % 100 == 0:
                 time.sleep(0.01)  # let the checkpointer run between commits, as load does
         time.sleep(0.05)
         return _wal_bytes(db)
@@ -61,6 +61,26 @@ def test_it_keeps_the_wal_bounded_and_loses_nothing(tmp_path: Path) -> None:
     assert not any(t.name == "sqlite-checkpoint" and t.is_alive() for t in threading.enumerate())
 
 
+def test_a_writer_that_never_pauses_is_bounded_by_its_own_rare_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Back-to-back commits leave the checkpointer no moment with every frame copied, so the
+    WAL cannot restart on its passes alone; the writer's own checkpoint (at 10,000 pages in
+    the gateway, 300 here) completes and restarts it."""
+    checkpointer = Checkpointer(str(tmp_path / "alone.db"), interval_s=0.01)
+    try:
+        unbounded = _write_rows(tmp_path / "alone.db", 3000, autocheckpoint=0, pauses=False)
+    finally:
+        checkpointer.stop()
+    checkpointer = Checkpointer(str(tmp_path / "bounded.db"), interval_s=0.01)
+    try:
+        bounded = _write_rows(tmp_path / "bounded.db", 3000, autocheckpoint=300, pauses=False)
+    finally:
+        checkpointer.stop()
+    assert bounded < 4_000_000  # ~300 frames of 4 KiB, and what came in while it ran
+    assert unbounded > 2 * bounded
+
+
 async def test_the_store_runs_one_and_stops_it_on_close(tmp_path: Path) -> None:
     store = await Store.open(f"sqlite:///{tmp_path}/s.db")
     try:
@@ -70,7 +90,7 @@ async def test_the_store_runs_one_and_stops_it_on_close(tmp_path: Path) -> None:
         def autocheckpoint(conn: sa.Connection) -> object:
             return conn.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar()
 
-        assert await store.db.read(autocheckpoint) == 0
+        assert await store.db.read(autocheckpoint) == WRITER_CHECKPOINT_PAGES
     finally:
         await store.close()
     assert not running[0].is_alive()

@@ -189,7 +189,7 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
                 )
             )
 
-        assert await store.db.read(pragmas) == ("wal", 1, 10000, -512, 0)
+        assert await store.db.read(pragmas) == ("wal", 1, 10000, -512, 10_000)
     finally:
         await store.close()
 

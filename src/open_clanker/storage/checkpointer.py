@@ -3,11 +3,19 @@
 By default SQLite checkpoints inside the COMMIT that takes the WAL past 1,000 pages: that
 commit copies the WAL into the database and syncs both, several milliseconds on the writer
 thread while every message behind it waits. In the sequential bench that was the p99: 18.3 ms
-with it, 9.3 ms without (docs/benchmarks.md, "Levers: the hot path"). So the writer's
-connection has `wal_autocheckpoint=0`, and this thread, on its own connection to the same
-file, runs a PASSIVE checkpoint every `interval_s` while the WAL has grown: PASSIVE never takes
-the writer's lock nor waits for readers, so commits go on beside it, and once the WAL is
-wholly copied the next commit starts it again from its beginning (the file stays bounded).
+with it, 9.3 ms without (docs/benchmarks.md, "Levers: the hot path"). So this thread, on its
+own connection to the same file, runs a PASSIVE checkpoint every `interval_s` while the WAL
+has grown: PASSIVE never takes the writer's lock nor waits for readers, so commits go on
+beside it, and once the WAL is wholly copied the next commit starts it again from its
+beginning.
+
+That restart needs a moment when every frame is copied; a writer that never pauses (minutes
+of messages back to back) leaves none, and the WAL would grow without end (the 100,000-message
+soak grew it to 2.1 GB). So the writer keeps a checkpoint of its own, at
+`WRITER_CHECKPOINT_PAGES` instead of SQLite's 1,000: it runs inside a commit as before, but
+about once every 1,800 messages instead of every 180 (beyond the p99), it finds most frames
+already copied by this thread, and, being the writer's, it completes, so the WAL restarts:
+the file stays under ~40 MiB.
 
 Durability does not change: in WAL mode with `synchronous=NORMAL` a commit is durable against
 a process crash once it is in the WAL, checkpointed or not; a checkpoint syncs the WAL before
@@ -25,6 +33,7 @@ import threading
 log = logging.getLogger("open_clanker.storage")
 
 INTERVAL_S = 0.5
+WRITER_CHECKPOINT_PAGES = 10_000  # ~40 MiB of WAL: the bound, not the usual path
 
 
 class Checkpointer:

@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 from open_clanker.core.errors import ConfigError
 from open_clanker.core.extras import require_extra
 from open_clanker.core.file_modes import secure_sqlite
-from open_clanker.storage.checkpointer import Checkpointer
+from open_clanker.storage.checkpointer import WRITER_CHECKPOINT_PAGES, Checkpointer
 from open_clanker.storage.nul_guard import install_nul_guard
 from open_clanker.storage.sqlite_writer import CALL, READ, WRITE, SqliteWriter
 
@@ -56,8 +56,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # cache) and its writes touch a few index pages; the OS page cache holds the rest.
     # Measured: RSS growth over 10,000 messages 10.0 -> 8.0 MiB, CPU unchanged (benchmarks.md).
     cur.execute("PRAGMA cache_size=-512")
-    # Checkpoints run on their own thread (storage/checkpointer.py), not inside a commit.
-    cur.execute("PRAGMA wal_autocheckpoint=0")
+    # Checkpoints run on their own thread (storage/checkpointer.py), not inside a commit;
+    # the writer's own checkpoint is only the bound on the WAL (checkpointer.py says why).
+    cur.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
     cur.close()
 
 
