@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import settings
+
+# The suite is deterministic: property tests draw the same examples on every run (a fixed
+# seed per test, no example database carried between runs). A new example is a new test.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.load_profile("deterministic")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -68,6 +68,15 @@ def test_a_word_longer_than_a_message_is_cut_without_losing_a_character() -> Non
     assert "".join(parts) == blob
 
 
+def test_spaces_before_a_word_longer_than_a_message_are_no_message_of_their_own() -> None:
+    # Found by the property test: the two leading spaces were cut off as a part " ".
+    parts = split_for_discord("  " + "x" * 40 + "word word word word ", 30)
+    assert all(p.strip() for p in parts), parts
+    assert "".join("".join(parts).split()) == "x" * 40 + "wordwordwordword"
+    tail = split_for_discord("word" + " " * 70 + "end", 30)
+    assert all(p.strip() for p in tail), tail
+
+
 def test_a_huge_code_line_stays_inside_fences() -> None:
     text = "```\n" + "y" * 4100 + "\n```"
     parts = split_for_discord(text)

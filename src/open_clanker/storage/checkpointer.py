@@ -4,8 +4,8 @@ By default SQLite checkpoints inside the COMMIT that takes the WAL past 1,000 pa
 commit copies the WAL into the database and syncs both, several milliseconds on the writer
 thread while every message behind it waits. In the sequential bench that was the p99: 18.3 ms
 with it, 9.3 ms without (docs/benchmarks.md, "Levers: the hot path"). So this thread, on its
-own connection to the same file, runs a PASSIVE checkpoint every `interval_s` while the WAL
-has grown: PASSIVE never takes the writer's lock nor waits for readers, so commits go on
+own connection to the same file, runs a PASSIVE checkpoint every `interval_s` (with nothing new in
+the WAL it only reads its index): PASSIVE never takes the writer's lock nor waits for readers, so commits go on
 beside it, and once the WAL is wholly copied the next commit starts it again from its
 beginning.
 
@@ -43,6 +43,7 @@ class Checkpointer:
         self._interval_s = interval_s
         self._stopping = threading.Event()
         self.checkpoints = 0  # passes that copied something (tests)
+        self.complete = 0  # passes that left every frame copied (tests)
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
@@ -52,15 +53,14 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        seen: tuple[int, int] | None = None  # the WAL file as the last complete pass left it
         try:
             while not self._stopping.wait(self._interval_s):
-                stamp = _stamp(self._wal)
-                if stamp is None or stamp[0] == 0 or stamp == seen:
-                    continue  # no WAL, or nothing written since
+                if _size(self._wal) <= 0:
+                    continue  # no WAL yet (or it was removed at a close)
                 if conn is None:
                     conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
                 try:
+                    # With nothing new in the WAL this reads its index and returns: no I/O.
                     busy, log_pages, copied = conn.execute(
                         "PRAGMA wal_checkpoint(PASSIVE)"
                     ).fetchone()
@@ -69,17 +69,13 @@ class Checkpointer:
                     continue
                 if copied > 0:
                     self.checkpoints += 1
-                # Complete: nothing to do until a commit writes the WAL again (a commit after a
-                # complete pass rewrites it from its start: its size may stay the same, its
-                # modification time moves).
-                seen = stamp if not busy and copied == log_pages else None
+                self.complete += not busy and copied == log_pages
         finally:
             if conn is not None:
                 conn.close()
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
+def _size(path: str) -> int:
     with contextlib.suppress(OSError):
-        st = os.stat(path)
-        return st.st_size, st.st_mtime_ns
-    return None
+        return os.stat(path).st_size
+    return -1

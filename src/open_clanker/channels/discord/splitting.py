@@ -92,19 +92,27 @@ def _long_line(line: str, budget: int, fence: str | None, first_sep: str = "\n")
     block)."""
     pieces: list[_Piece] = []
     start = 0
+    gap = False  # whitespace was dropped since the last piece
     while start < len(line):
         end = min(start + budget, len(line))
         if end < len(line):
             end = _cut(line, start, end)
         chunk = line[start:end]
-        if pieces:
+        if not chunk.strip():
+            # Only whitespace (a run of spaces at a cut): a part of it alone would be a
+            # message that shows nothing. Dropped; one space stands for it.
+            gap, start = True, end
+            continue
+        if not pieces:
+            sep = first_sep
+        elif gap:
+            sep = " "
+        else:
             sep = " " if line[start - 1] == " " else ""
             if sep:
                 pieces[-1].text = pieces[-1].text[:-1]  # the space becomes the separator
-        else:
-            sep = first_sep
         pieces.append(_Piece(chunk, sep, fence=fence))
-        start = end
+        gap, start = False, end
     return pieces
 
 
