@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -584,19 +585,17 @@ def launch_suite(runs: int = 5) -> dict[str, Any]:
     with model_double() as double:
         for i in range(runs + 1):  # run 0 is an untimed warm-up (bytecode, page cache)
             data_dir = tempfile.mkdtemp(prefix="clanker-bench-")
-            port = free_port()
-            with backend_env() as storage_env:
-                started = time.perf_counter()
-                proc = spawn_gateway(data_dir, double, port, extra_env=storage_env)
-                try:
-                    wait_http(f"http://127.0.0.1:{port}/health", 30)
-                    if i:
-                        times.append(time.perf_counter() - started)
-                        time.sleep(1.0)  # idle RSS as the chat suite reads it
-                        idle.append(rss_kib(proc.pid))
-                finally:
-                    stop(proc)
-                    shutil.rmtree(data_dir, ignore_errors=True)
+            try:
+                with backend_env() as storage_env:
+                    spawn = functools.partial(
+                        spawn_gateway, data_dir, double, extra_env=storage_env
+                    )
+                    got = _start_to_health(spawn, timed=i > 0)
+            finally:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            if got is not None:
+                times.append(got[0])
+                idle.append(got[1])
     log(f"launch to /health: {times}; idle RSS {idle} KiB")
     return {
         "runs_s": [round(t, 3) for t in times],
@@ -611,20 +610,33 @@ def floor_launch(framework: str, runs: int) -> dict[str, Any]:
     times: list[float] = []
     idle: list[int] = []
     with model_double() as double:
+        spawn = functools.partial(spawn_floor, double, framework=framework)
         for i in range(runs + 1):  # run 0 is an untimed warm-up
-            port = free_port()
-            started = time.perf_counter()
-            proc = spawn_floor(double, port, framework)
-            try:
-                wait_http(f"http://127.0.0.1:{port}/health", 30)
-                if i:
-                    times.append(time.perf_counter() - started)
-                    time.sleep(1.0)
-                    idle.append(rss_kib(proc.pid))
-            finally:
-                stop(proc)
+            got = _start_to_health(spawn, timed=i > 0)
+            if got is not None:
+                times.append(got[0])
+                idle.append(got[1])
     log(f"floor ({framework}) launch to /health: {times}; idle RSS {idle} KiB")
     return {"median_s": round(statistics.median(times), 3), "idle_rss_kib": idle}
+
+
+def _start_to_health(
+    spawn: Callable[..., subprocess.Popen[Any]], timed: bool
+) -> tuple[float, int] | None:
+    """Spawn (`spawn(port=…)`) to the first 200 from /health, and the RSS 1 s later (as the
+    chat suite reads idle RSS); the process is stopped after. None for an untimed start."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = spawn(port=port)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 30)
+        if not timed:
+            return None
+        took = time.perf_counter() - started
+        time.sleep(1.0)
+        return took, rss_kib(proc.pid)
+    finally:
+        stop(proc)
 
 
 def channels_suite() -> dict[str, Any]:

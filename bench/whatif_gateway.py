@@ -5,7 +5,9 @@ Run exactly like `open-clanker`: `.venv/bin/python -m bench.whatif_gateway gatew
 with any of these environment flags set to 1:
   WHATIF_UVLOOP   install uvloop's policy (the CLI already runs on uvloop: a no-op since then)
   WHATIF_GC_YOUNG the collector's youngest generation collected every 20,000 allocations, not 700
-  WHATIF_NO_CHECKPOINT  SQLite never checkpoints its WAL (diagnosis only: the WAL grows)
+  WHATIF_NO_CHECKPOINT  the SQLite writer never checkpoints in its commits (the checkpointer
+                        thread still does: storage/checkpointer.py); before that thread
+                        existed this meant no checkpoint at all
 The first what-ifs measured here (TCP_NODELAY, one SQLite writer, uvloop) have landed in src/;
 add the next candidate fix as a new flag.
 """

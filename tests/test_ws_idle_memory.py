@@ -123,6 +123,10 @@ def _handshake(port: int, host: str | None = None, extra: str = "") -> bytes:
     ).encode()
 
 
+def _auth_line() -> str:
+    return f"Authorization: Bearer {TEST_TOKEN}\r\n"
+
+
 async def test_the_guard_still_refuses_an_upgrade_for_another_host(
     tmp_path: Path, data_dir: Path
 ) -> None:
@@ -136,10 +140,6 @@ async def test_the_guard_still_refuses_an_upgrade_for_another_host(
             assert head.startswith(b"HTTP/1.1 403")
         finally:
             writer.close()
-
-
-def _auth_line() -> str:
-    return f"Authorization: Bearer {TEST_TOKEN}\r\n"
 
 
 async def test_an_upgrade_to_another_path_is_not_served(tmp_path: Path, data_dir: Path) -> None:

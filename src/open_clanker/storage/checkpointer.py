@@ -4,10 +4,10 @@ By default SQLite checkpoints inside the COMMIT that takes the WAL past 1,000 pa
 commit copies the WAL into the database and syncs both, several milliseconds on the writer
 thread while every message behind it waits. In the sequential bench that was the p99: 18.3 ms
 with it, 9.3 ms without (docs/benchmarks.md, "Levers: the hot path"). So this thread, on its
-own connection to the same file, runs a PASSIVE checkpoint every `interval_s` (with nothing new in
-the WAL it only reads its index): PASSIVE never takes the writer's lock nor waits for readers, so commits go on
-beside it, and once the WAL is wholly copied the next commit starts it again from its
-beginning.
+own connection to the same file, runs a PASSIVE checkpoint every `interval_s` (with nothing
+new in the WAL it returns at once): PASSIVE never takes the writer's lock nor waits for
+readers, so commits go on beside it, and once the WAL is wholly copied the next commit starts
+it again from its beginning.
 
 That restart needs a moment when every frame is copied; a writer that never pauses (minutes
 of messages back to back) leaves none, and the WAL would grow without end (the 100,000-message
@@ -58,9 +58,8 @@ class Checkpointer:
                 if _size(self._wal) <= 0:
                     continue  # no WAL yet (or it was removed at a close)
                 if conn is None:
-                    conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
+                    conn = sqlite3.connect(self._path, timeout=0)  # made and used here only
                 try:
-                    # With nothing new in the WAL this reads its index and returns: no I/O.
                     busy, log_pages, copied = conn.execute(
                         "PRAGMA wal_checkpoint(PASSIVE)"
                     ).fetchone()
